@@ -1,0 +1,58 @@
+package event
+
+// Outcome is the one counted result of a mirror packet at the capture stage.
+// Every packet that reaches a capture source ends in exactly one Outcome. The
+// order matches the fields of struct stats in bpf/shadowtap.h.
+type Outcome uint8
+
+const (
+	PassNotVXLAN  Outcome = iota // not UDP to the VXLAN port: passed to the host untouched
+	PassVNI                      // VXLAN with a VNI that is not allowed: passed
+	PassSource                   // VXLAN from an outer source not allowed: passed
+	DropMalformed                // a header cut short or invalid inside an accepted VXLAN packet
+	DropNotTCP                   // inner packet is not TCP (ARP, UDP, ICMP…)
+	DropFragment                 // inner IPv4/IPv6 fragment
+	DropPort                     // TCP but neither port is served
+	Emit                         // event handed on
+	LostRingbuf                  // event could not be handed on (ring buffer or queue full)
+	NumOutcomes
+)
+
+var outcomeNames = [NumOutcomes]string{
+	"pass_not_vxlan", "pass_vni", "pass_source", "drop_malformed", "drop_not_tcp",
+	"drop_fragment", "drop_port", "emit", "lost_ringbuf",
+}
+
+// String returns the counter name, as bpftool prints it.
+func (o Outcome) String() string {
+	if o < NumOutcomes {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// Counters mirrors struct stats in bpf/shadowtap.h: one counter per Outcome,
+// plus Truncated (events flagged truncated) and Bytes (bytes of packets seen).
+type Counters struct {
+	Outcomes  [NumOutcomes]uint64
+	Truncated uint64
+	Bytes     uint64
+}
+
+// Packets is the sum over all outcomes: every packet that was seen.
+func (c *Counters) Packets() uint64 {
+	var n uint64
+	for _, v := range c.Outcomes {
+		n += v
+	}
+	return n
+}
+
+// Add adds o to c.
+func (c *Counters) Add(o *Counters) {
+	for i := range c.Outcomes {
+		c.Outcomes[i] += o.Outcomes[i]
+	}
+	c.Truncated += o.Truncated
+	c.Bytes += o.Bytes
+}

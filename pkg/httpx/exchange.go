@@ -1,0 +1,90 @@
+package httpx
+
+import (
+	"bytes"
+	"sync/atomic"
+
+	"github.com/shadowtap/shadowtap/pkg/flow"
+)
+
+// Field is one header field; Name and Value are views into the message's Head.
+type Field struct {
+	Name, Value []byte
+}
+
+// Request is one complete HTTP/1.x request rebuilt from the mirror.
+type Request struct {
+	Method, Target, Proto []byte  // views into Head
+	Head                  []byte  // request line and header lines as received, through the blank line
+	Fields                []Field // header fields in order
+	Body                  []byte  // body bytes, de-chunked; nil when there is none
+	Chunked               bool    // the body was sent chunked
+	TooLarge              bool    // beyond --max-header-bytes or --max-body-bytes: Body is nil, not to be replayed
+	Start, End            uint64  // capture time (ns) of the first and last byte
+}
+
+// Response is production's answer to a Request.
+type Response struct {
+	Proto, Reason []byte // views into Head
+	Status        int
+	Head          []byte
+	Fields        []Field
+	BodyLen       int64  // body bytes (de-chunked)
+	Body          []byte // body bytes kept, up to the body limit; nil when TooLarge
+	TooLarge      bool
+	Start, End    uint64
+}
+
+// Get returns the first value of the named header (case-insensitive), or nil.
+func Get(fields []Field, name string) []byte {
+	for i := range fields {
+		if len(fields[i].Name) == len(name) && bytes.EqualFold(fields[i].Name, []byte(name)) {
+			return fields[i].Value
+		}
+	}
+	return nil
+}
+
+// NoResponse says why an exchange ended without production's response.
+type NoResponse uint8
+
+const (
+	RespOK       NoResponse = iota // the response arrived: Exchange.Resp is set
+	RespGap                        // a gap in the response stream swallowed it
+	RespClosed                     // the connection ended (FIN, RST, idle, evicted) first
+	RespTooLarge                   // the response went beyond the limits (Resp set, TooLarge)
+	RespGaveUp                     // parsing of the response direction stopped (not HTTP, upgrade)
+)
+
+// Exchange is a request and, once it completes, production's response, on
+// one connection. Exchanges come from a pool: a Sink that keeps one beyond
+// the call must Retain it and Release it when done.
+type Exchange struct {
+	Conn   flow.Key
+	Seq    uint64 // index of the request on its connection, from 0
+	Req    Request
+	Resp   *Response
+	Reason NoResponse
+
+	refs atomic.Int32
+	pool *pool
+}
+
+// Retain adds a reference; pair with Release.
+func (e *Exchange) Retain() { e.refs.Add(1) }
+
+// Release drops a reference; the last one returns the exchange to its pool.
+func (e *Exchange) Release() {
+	if e.refs.Add(-1) == 0 && e.pool != nil {
+		e.pool.put(e)
+	}
+}
+
+// Sink receives exchanges from the parser, on the connection's shard goroutine.
+// For every request, Request is called once as soon as the request is
+// complete, then Response exactly once: when the response completes, or when
+// it is known it never will (Exchange.Reason says why). Neither may block.
+type Sink interface {
+	Request(ex *Exchange)
+	Response(ex *Exchange)
+}
