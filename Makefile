@@ -1,0 +1,59 @@
+# shadowtap — build, generate, test, bench, demo, install, lab.
+GO      ?= go
+PREFIX  ?= /usr/local
+BIN     := bin/shadowtap
+FUZZTIME ?= 10s
+LAB     ?= shadowtap-lab
+
+.PHONY: all build generate check-generated test fuzz bench bench-bpf demo install lab-up lab-down clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/shadowtap
+
+# Rebuild the BPF objects and their Go bindings from bpf/*.c (needs clang).
+generate:
+	$(GO) generate ./bpf/...
+
+# Fails when the committed BPF objects no longer match the C source.
+check-generated: generate
+	git diff --exit-code -- bpf/
+
+# The test command: unit tests, privileged lab tests (as root), a short fuzz run.
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz
+
+fuzz:
+	@set -e; grep -rHo '^func Fuzz[A-Za-z0-9_]*' --include='*_test.go' pkg testenv | \
+	while IFS=: read -r file fn; do \
+		fn=$${fn#func }; pkg=./$$(dirname $$file); \
+		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+bench-bpf:
+	$(GO) test -run '^$$' -bench BenchmarkXDP -benchtime 2s ./pkg/xdp/
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
+	$(GO) run ./scripts/benchlab
+
+demo: build
+	./scripts/demo.sh
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/shadowtap
+	install -D -m 0644 scripts/shadowtap.service $(DESTDIR)/etc/systemd/system/shadowtap.service
+	test -e $(DESTDIR)/etc/default/shadowtap || install -D -m 0644 scripts/shadowtap.env.example $(DESTDIR)/etc/default/shadowtap
+
+lab-up:
+	./scripts/lab.sh up $(LAB)
+
+lab-down:
+	./scripts/lab.sh down $(LAB)
+
+clean:
+	rm -rf bin
