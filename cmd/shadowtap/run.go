@@ -1,3 +1,5 @@
+//go:build shadowtap_wip
+
 package main
 
 import (

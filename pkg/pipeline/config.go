@@ -1,0 +1,208 @@
+// Package pipeline wires shadowtap's stages together for `shadowtap run`:
+// capture (XDP ring buffer, UDP socket or pcap file) → shards and TCP
+// reassembly (pkg/flow) → HTTP/1.x exchanges (pkg/httpx) → replay to the
+// shadow targets (pkg/replay), with Prometheus metrics, health endpoints, the
+// periodic summary line and an orderly drain on shutdown.
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Capture sources.
+const (
+	CaptureXDP    = "xdp"
+	CaptureSocket = "socket"
+	CapturePcap   = "pcap"
+)
+
+// Config is everything `shadowtap run` is told. The zero value is not valid;
+// start from Defaults.
+type Config struct {
+	// Capture.
+	Capture    string // xdp | socket | pcap
+	Iface      string
+	Ports      []uint16
+	VNIs       []uint32
+	Sources    []netip.Prefix
+	VXLANPort  uint16
+	XDPMode    string // auto | native | generic
+	Force      bool
+	PinRoot    string
+	ListenAddr string // socket capture
+	Sockets    int
+	PcapFile   string
+	PcapSpeed  string // 1x | max
+
+	// Reassembly and parsing.
+	Shards         int
+	MaxConns       int
+	MaxHeaderBytes int
+	MaxBodyBytes   int64
+	IdleTimeout    time.Duration
+
+	// Replay.
+	Targets      []string
+	Methods      []string
+	IncludePaths []string
+	ExcludePaths []string
+	Sample       float64
+	SampleKey    string
+	MaxRPS       float64
+	MaxInflight  int
+	Queue        int
+	Timeout      time.Duration
+	SetHeaders   []string
+	DropHeaders  []string
+	Host         string
+	NoMarker     bool
+
+	// Operations.
+	MetricsAddr  string
+	HealthAddr   string
+	LogInterval  time.Duration
+	DrainTimeout time.Duration
+}
+
+// Defaults returns the configuration a user gets without flags.
+func Defaults() Config {
+	return Config{
+		Capture:        CaptureXDP,
+		VXLANPort:      4789,
+		XDPMode:        "auto",
+		PinRoot:        "/sys/fs/bpf/shadowtap",
+		ListenAddr:     "0.0.0.0",
+		PcapSpeed:      "1x",
+		MaxConns:       65536,
+		MaxHeaderBytes: 64 << 10,
+		MaxBodyBytes:   16 << 20,
+		IdleTimeout:    2 * time.Minute,
+		Methods:        []string{"GET", "HEAD", "OPTIONS"},
+		Sample:         100,
+		SampleKey:      "client-ip",
+		MaxInflight:    64,
+		Queue:          1024,
+		Timeout:        10 * time.Second,
+		MetricsAddr:    "127.0.0.1:9464",
+		LogInterval:    10 * time.Second,
+		DrainTimeout:   10 * time.Second,
+	}
+}
+
+// Validate refuses a configuration that cannot work, with one line saying
+// what to change.
+func (c *Config) Validate() error {
+	switch c.Capture {
+	case CaptureXDP:
+		if c.Iface == "" {
+			return errors.New("--iface is required with --capture xdp (the interface that receives the mirror traffic)")
+		}
+		switch c.XDPMode {
+		case "auto", "native", "generic":
+		default:
+			return fmt.Errorf("--xdp-mode %q: want auto, native or generic", c.XDPMode)
+		}
+	case CaptureSocket:
+		if ip := net.ParseIP(c.ListenAddr); ip == nil {
+			return fmt.Errorf("--listen-addr %q: not an IP address", c.ListenAddr)
+		}
+	case CapturePcap:
+		if c.PcapFile == "" {
+			return errors.New("--pcap-file is required with --capture pcap")
+		}
+		if c.PcapSpeed != "1x" && c.PcapSpeed != "max" {
+			return fmt.Errorf("--pcap-speed %q: want 1x or max", c.PcapSpeed)
+		}
+	default:
+		return fmt.Errorf("--capture %q: want xdp, socket or pcap", c.Capture)
+	}
+	if len(c.Ports) == 0 {
+		return errors.New("--ports is required: the TCP port(s) the mirrored service listens on, e.g. --ports 80,8080")
+	}
+	if c.VXLANPort == 0 {
+		return errors.New("--vxlan-port must be 1-65535")
+	}
+	for _, t := range c.Targets {
+		if _, err := ParseTarget(t); err != nil {
+			return err
+		}
+	}
+	for _, p := range append(append([]string{}, c.IncludePaths...), c.ExcludePaths...) {
+		if _, err := regexp.Compile(p); err != nil {
+			return fmt.Errorf("path pattern %q: %v", p, err)
+		}
+	}
+	if c.Sample < 0 || c.Sample > 100 {
+		return fmt.Errorf("--sample %v: want a percentage from 0 to 100", c.Sample)
+	}
+	if c.MaxInflight < 1 || c.Queue < 1 {
+		return errors.New("--max-inflight and --queue must be at least 1")
+	}
+	if c.Timeout <= 0 || c.DrainTimeout < 0 || c.LogInterval <= 0 {
+		return errors.New("--timeout and --log-interval must be positive, --drain-timeout not negative")
+	}
+	if c.MaxHeaderBytes < 256 || c.MaxBodyBytes < 0 {
+		return errors.New("--max-header-bytes must be at least 256 and --max-body-bytes not negative")
+	}
+	return nil
+}
+
+// ParseTarget checks a --target URL: http or https with a host.
+func ParseTarget(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("--target %q: %v", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("--target %q: want an http:// or https:// URL", s)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("--target %q: no host", s)
+	}
+	return u, nil
+}
+
+// ParsePorts parses "8080,80" (flags may repeat) into ports, refusing 0 and
+// anything above 65535.
+func ParsePorts(items []string) ([]uint16, error) {
+	var ports []uint16
+	for _, item := range items {
+		for _, f := range strings.Split(item, ",") {
+			f = strings.TrimSpace(f)
+			if f == "" {
+				continue
+			}
+			n, err := strconv.ParseUint(f, 10, 32)
+			if err != nil || n == 0 || n > 65535 {
+				return nil, fmt.Errorf("port %q out of range: want 1-65535", f)
+			}
+			ports = append(ports, uint16(n))
+		}
+	}
+	return ports, nil
+}
+
+// ParseSources parses --source CIDRs (a bare address means a single host).
+func ParseSources(items []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range items {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("--source %q: want a CIDR such as 10.0.0.0/16 or an address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}

@@ -1,0 +1,331 @@
+//go:build shadowtap_wip
+
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shadowtap/shadowtap/pkg/capture"
+	"github.com/shadowtap/shadowtap/pkg/decap"
+	"github.com/shadowtap/shadowtap/pkg/event"
+	"github.com/shadowtap/shadowtap/pkg/flow"
+	"github.com/shadowtap/shadowtap/pkg/httpx"
+	"github.com/shadowtap/shadowtap/pkg/metrics"
+	"github.com/shadowtap/shadowtap/pkg/replay"
+	"github.com/shadowtap/shadowtap/pkg/xdp"
+)
+
+// Options are the parts of a run that are not user configuration.
+type Options struct {
+	Log     *slog.Logger
+	Systemd bool // send sd_notify READY and watchdog pings when under systemd
+	// Ready, if set, is called once the capture source is attached and the
+	// pipeline runs (tests use it to start traffic).
+	Ready func()
+}
+
+// Run runs the pipeline until ctx is done (SIGINT/SIGTERM) or, for a pcap
+// source, until the file ends. It then stops intake, drains the shards and
+// in-flight replays (up to DrainTimeout), detaches and returns.
+func Run(ctx context.Context, cfg Config, opt Options) error {
+	log := opt.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	p, err := build(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(p.collectors()...)
+	var ready atomic.Bool
+	servers, err := startServers(cfg, reg, &ready, log)
+	if err != nil {
+		return err
+	}
+	defer servers.shutdown()
+
+	// Replay workers outlive intake so they can drain.
+	replayCtx, cancelReplay := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelReplay()
+	var wg sync.WaitGroup
+	if p.replayer != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := p.replayer.Run(replayCtx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("replay stopped", "err", err)
+			}
+		}()
+	}
+
+	flowCtx, cancelFlow := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelFlow()
+	p.dispatch = flow.NewDispatcher(flowCtx, p.flowCfg, p.factory)
+
+	ready.Store(true)
+	if opt.Systemd {
+		notifySystemd(ctx, &ready, log)
+	}
+	log.Info("shadowtap running", p.describe(cfg)...)
+	if opt.Ready != nil {
+		opt.Ready()
+	}
+
+	sumCtx, stopSummary := context.WithCancel(ctx)
+	go p.summaryLoop(sumCtx, cfg.LogInterval, log)
+
+	runErr := p.source.Run(ctx, p.dispatch)
+	stopSummary()
+	ready.Store(false)
+	if opt.Systemd {
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	}
+
+	// Drain: intake has stopped; let the shards finish what they hold, then
+	// the replays, each bounded by the drain timeout.
+	log.Info("draining", "timeout", cfg.DrainTimeout)
+	p.dispatch.Close()
+	if p.replayer != nil {
+		dctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+		if err := p.replayer.Drain(dctx); err != nil {
+			log.Warn("drain incomplete", "err", err)
+		}
+		cancel()
+	}
+	cancelReplay()
+	wg.Wait()
+	p.logSummary(log, "final")
+	if runErr != nil && !errors.Is(runErr, context.Canceled) {
+		return runErr
+	}
+	return nil
+}
+
+// stages holds the built pipeline.
+type stages struct {
+	source    event.Source
+	closer    func() error
+	flowCfg   flow.DispatchConfig
+	factory   flow.HandlerFactory
+	dispatch  *flow.Dispatcher
+	httpStats *httpx.Stats
+	replayer  *replay.Replayer
+	observer  *observer
+	summary   summaryState
+}
+
+func build(cfg Config, log *slog.Logger) (*stages, error) {
+	p := &stages{httpStats: &httpx.Stats{}}
+	dcfg := decap.Config{Ports: cfg.Ports, VNIs: cfg.VNIs, Sources: cfg.Sources, VXLANPort: cfg.VXLANPort}
+
+	var sink httpx.Sink
+	if len(cfg.Targets) > 0 {
+		rc, err := replayConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		r, err := replay.New(rc, log)
+		if err != nil {
+			return nil, err
+		}
+		p.replayer = r
+		sink = r
+	} else {
+		log.Warn("no --target given: observing only, nothing is replayed")
+		p.observer = &observer{}
+		sink = p.observer
+	}
+	p.factory = httpx.NewFactory(httpx.Config{MaxHeaderBytes: cfg.MaxHeaderBytes, MaxBodyBytes: cfg.MaxBodyBytes}, sink, p.httpStats, log)
+	p.flowCfg = flow.DispatchConfig{Shards: cfg.Shards, Reassembly: flow.Config{MaxConns: cfg.MaxConns, IdleTimeout: cfg.IdleTimeout}}
+
+	switch cfg.Capture {
+	case CaptureXDP:
+		probe, err := xdp.Attach(xdp.Config{
+			Iface: cfg.Iface, Ports: cfg.Ports, VNIs: cfg.VNIs, Sources: cfg.Sources,
+			VXLANPort: cfg.VXLANPort, Mode: cfg.XDPMode, Force: cfg.Force, PinRoot: cfg.PinRoot,
+		}, log)
+		if err != nil {
+			return nil, err
+		}
+		p.source, p.closer = probe, probe.Close
+	case CaptureSocket:
+		s, err := capture.NewSocket(capture.SocketConfig{
+			ListenAddr: cfg.ListenAddr, VXLANPort: cfg.VXLANPort, Sockets: cfg.Sockets, Decap: dcfg,
+		}, log)
+		if err != nil {
+			return nil, err
+		}
+		p.source, p.closer = s, s.Close
+	case CapturePcap:
+		s, err := capture.NewPcap(capture.PcapConfig{File: cfg.PcapFile, Speed: cfg.PcapSpeed, Decap: dcfg}, log)
+		if err != nil {
+			return nil, err
+		}
+		p.source, p.closer = s, s.Close
+	}
+	return p, nil
+}
+
+func replayConfig(cfg Config) (replay.Config, error) {
+	rc := replay.Config{
+		Methods: cfg.Methods, SamplePercent: cfg.Sample, SampleKey: cfg.SampleKey,
+		MaxRPS: cfg.MaxRPS, MaxInflight: cfg.MaxInflight, Queue: cfg.Queue, Timeout: cfg.Timeout,
+		DropHeaders: cfg.DropHeaders, Host: cfg.Host, Marker: !cfg.NoMarker,
+	}
+	for _, t := range cfg.Targets {
+		u, err := ParseTarget(t)
+		if err != nil {
+			return rc, err
+		}
+		rc.Targets = append(rc.Targets, u)
+	}
+	for _, s := range cfg.IncludePaths {
+		rc.IncludePath = append(rc.IncludePath, regexp.MustCompile(s))
+	}
+	for _, s := range cfg.ExcludePaths {
+		rc.ExcludePath = append(rc.ExcludePath, regexp.MustCompile(s))
+	}
+	for _, h := range cfg.SetHeaders {
+		kv, err := replay.ParseHeaderKV(h)
+		if err != nil {
+			return rc, fmt.Errorf("--set-header %q: %w", h, err)
+		}
+		rc.SetHeaders = append(rc.SetHeaders, kv)
+	}
+	if err := rc.Validate(); err != nil {
+		return rc, err
+	}
+	return rc, nil
+}
+
+func (p *stages) close() {
+	if p.closer != nil {
+		_ = p.closer()
+	}
+}
+
+func (p *stages) collectors() []prometheus.Collector {
+	cs := []prometheus.Collector{
+		metrics.Capture(p.source.Counters),
+		metrics.Stage("flow", func() any { return p.dispatch.Stats().Snapshot() }),
+		metrics.Stage("http", func() any { return p.httpStats.Snapshot() }),
+	}
+	if p.replayer != nil {
+		cs = append(cs, metrics.Stage("replay", func() any { return p.replayer.Stats().Snapshot() }))
+		cs = append(cs, p.replayer.Collectors()...)
+	} else {
+		cs = append(cs, metrics.Stage("observe", func() any { return p.observer.snapshot() }))
+	}
+	return cs
+}
+
+func (p *stages) describe(cfg Config) []any {
+	attrs := []any{"capture", cfg.Capture, "ports", cfg.Ports, "targets", len(cfg.Targets)}
+	if cfg.Iface != "" {
+		attrs = append(attrs, "iface", cfg.Iface)
+	}
+	if cfg.MetricsAddr != "" {
+		attrs = append(attrs, "metrics", "http://"+cfg.MetricsAddr+"/metrics")
+	}
+	return attrs
+}
+
+// servers are the metrics/health HTTP server and the load balancer health
+// check listener.
+type servers struct{ list []*http.Server }
+
+func startServers(cfg Config, reg *prometheus.Registry, ready *atomic.Bool, log *slog.Logger) (*servers, error) {
+	s := &servers{}
+	if cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", metrics.Handler(reg))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("/readyz", readyHandler(ready))
+		if err := s.listen(cfg.MetricsAddr, "--metrics-addr", mux, log); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.HealthAddr != "" {
+		if err := s.listen(cfg.HealthAddr, "--health-addr", readyHandler(ready), log); err != nil {
+			s.shutdown()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func readyHandler(ready *atomic.Bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	}
+}
+
+func (s *servers) listen(addr, flag string, h http.Handler, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", flag, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	s.list = append(s.list, srv)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "addr", addr, "err", err)
+		}
+	}()
+	return nil
+}
+
+func (s *servers) shutdown() {
+	for _, srv := range s.list {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(ctx)
+		cancel()
+	}
+}
+
+// notifySystemd tells systemd the service is ready and, when WatchdogSec is
+// set, pings the watchdog while the pipeline is ready.
+func notifySystemd(ctx context.Context, ready *atomic.Bool, log *slog.Logger) {
+	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		log.Warn("sd_notify failed", "err", err)
+	} else if !ok {
+		return // not under systemd
+	}
+	interval, err := daemon.SdWatchdogEnabled(false)
+	if err != nil || interval == 0 {
+		return
+	}
+	go func() {
+		t := time.NewTicker(interval / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if ready.Load() {
+					_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+				}
+			}
+		}
+	}()
+}

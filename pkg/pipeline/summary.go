@@ -1,0 +1,98 @@
+//go:build shadowtap_wip
+
+package pipeline
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/shadowtap/shadowtap/pkg/event"
+	"github.com/shadowtap/shadowtap/pkg/httpx"
+)
+
+// observer is the sink when no --target is given: it counts what the parser
+// produced and replays nothing.
+type observer struct {
+	requests, responses, noResponse atomic.Uint64
+}
+
+// ObserveSnapshot is what the observe-only sink counted.
+type ObserveSnapshot struct {
+	Requests, Responses, NoResponse uint64
+}
+
+func (o *observer) Request(*httpx.Exchange) { o.requests.Add(1) }
+
+func (o *observer) Response(ex *httpx.Exchange) {
+	if ex.Resp != nil && ex.Reason == httpx.RespOK {
+		o.responses.Add(1)
+	} else {
+		o.noResponse.Add(1)
+	}
+}
+
+func (o *observer) snapshot() ObserveSnapshot {
+	return ObserveSnapshot{o.requests.Load(), o.responses.Load(), o.noResponse.Load()}
+}
+
+// summaryState remembers the last summary's capture counters for rates.
+type summaryState struct {
+	last     event.Counters
+	lastTime time.Time
+}
+
+func (p *stages) summaryLoop(ctx context.Context, every time.Duration, log *slog.Logger) {
+	p.summary.lastTime = time.Now()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.logSummary(log, "summary")
+		}
+	}
+}
+
+// logSummary writes one line: capture rates by outcome, then the totals of
+// each later stage.
+func (p *stages) logSummary(log *slog.Logger, msg string) {
+	now := time.Now()
+	c, err := p.source.Counters()
+	if err != nil {
+		log.Warn("reading capture counters", "err", err)
+		return
+	}
+	secs := now.Sub(p.summary.lastTime).Seconds()
+	if secs <= 0 {
+		secs = 1
+	}
+	attrs := []any{
+		"pps", rate(c.Packets(), p.summary.last.Packets(), secs),
+		"bps", rate(c.Bytes, p.summary.last.Bytes, secs) * 8,
+	}
+	for o := event.Outcome(0); o < event.NumOutcomes; o++ {
+		if d := c.Outcomes[o] - p.summary.last.Outcomes[o]; d > 0 || o == event.Emit {
+			attrs = append(attrs, o.String()+"_pps", rate(c.Outcomes[o], p.summary.last.Outcomes[o], secs))
+		}
+	}
+	attrs = append(attrs, "truncated", c.Truncated)
+	p.summary.last, p.summary.lastTime = c, now
+	attrs = append(attrs, slog.Any("flow", p.dispatch.Stats().Snapshot()), slog.Any("http", p.httpStats.Snapshot()))
+	if p.replayer != nil {
+		attrs = append(attrs, slog.Any("replay", p.replayer.Stats().Snapshot()))
+	} else {
+		attrs = append(attrs, slog.Any("observe", p.observer.snapshot()))
+	}
+	log.Info(msg, attrs...)
+}
+
+func rate(now, before uint64, secs float64) uint64 {
+	if now < before {
+		return 0
+	}
+	return uint64(float64(now-before)/secs + 0.5)
+}
