@@ -1,0 +1,281 @@
+package replay
+
+import (
+	"errors"
+	"fmt"
+	"net/textproto"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Defaults applied by New to zero fields (and set by DefaultConfig).
+const (
+	DefaultMaxInflight = 64
+	DefaultQueue       = 1024
+	DefaultTimeout     = 10 * time.Second
+	// MarkerHeader is the header that tells the shadow a request is a replay.
+	MarkerHeader = "X-Shadowtap-Replay"
+)
+
+// DefaultMethods are the methods replayed when Config.Methods is empty: the
+// shadow runs read-only and production writes must never be repeated.
+func DefaultMethods() []string { return []string{"GET", "HEAD", "OPTIONS"} }
+
+// HeaderKV is one header to set on every replayed request.
+type HeaderKV struct {
+	Name, Value string
+}
+
+// Config configures a Replayer. Zero Methods, SampleKey, MaxInflight, Queue
+// and Timeout take their defaults in New; SamplePercent and Marker are taken
+// as given (their zero values mean "replay nothing" and "no marker"), so
+// start from DefaultConfig.
+type Config struct {
+	Targets       []*url.URL       // shadow targets: http or https, host, optional base path
+	Methods       []string         // replayed methods; default GET, HEAD, OPTIONS
+	IncludePath   []*regexp.Regexp // if set, the path must match one of them
+	ExcludePath   []*regexp.Regexp // the path must match none of them
+	SamplePercent float64          // 0..100
+	SampleKey     string           // "client-ip" (default) | "header:NAME" | "cookie:NAME"
+	MaxRPS        float64          // per target; 0 = unlimited
+	MaxInflight   int              // per target concurrent requests; default 64
+	Queue         int              // per target queue length; default 1024
+	Timeout       time.Duration    // per request, connect to end of body; default 10s
+	SetHeaders    []HeaderKV       // set (replacing) on every replayed request
+	DropHeaders   []string         // removed from every replayed request
+	Host          string           // overrides the Host header when set
+	Marker        bool             // add X-Shadowtap-Replay: 1
+}
+
+// DefaultConfig returns a Config with every default set, and no targets.
+func DefaultConfig() Config {
+	return Config{
+		Methods:       DefaultMethods(),
+		SamplePercent: 100,
+		SampleKey:     "client-ip",
+		MaxInflight:   DefaultMaxInflight,
+		Queue:         DefaultQueue,
+		Timeout:       DefaultTimeout,
+		Marker:        true,
+	}
+}
+
+// SampleKind says what the sampling decision is keyed on.
+type SampleKind uint8
+
+const (
+	SampleClientIP SampleKind = iota // the mirrored connection's client address
+	SampleHeader                     // the first value of a request header
+	SampleCookie                     // the value of a cookie
+)
+
+// SampleKey is a parsed Config.SampleKey. When the header or cookie is
+// absent from a request, the client address is used instead.
+type SampleKey struct {
+	Kind SampleKind
+	Name string // header or cookie name
+}
+
+func (k SampleKey) String() string {
+	switch k.Kind {
+	case SampleHeader:
+		return "header:" + k.Name
+	case SampleCookie:
+		return "cookie:" + k.Name
+	default:
+		return "client-ip"
+	}
+}
+
+// ParseSampleKey parses "client-ip", "header:NAME" or "cookie:NAME"
+// (empty means client-ip).
+func ParseSampleKey(s string) (SampleKey, error) {
+	if s == "" || s == "client-ip" {
+		return SampleKey{Kind: SampleClientIP}, nil
+	}
+	kind, name, ok := strings.Cut(s, ":")
+	if !ok {
+		return SampleKey{}, fmt.Errorf("sample key %q: want client-ip, header:NAME or cookie:NAME", s)
+	}
+	name = strings.TrimSpace(name)
+	switch kind {
+	case "header":
+		if !isToken(name) {
+			return SampleKey{}, fmt.Errorf("sample key %q: %q is not a valid header name", s, name)
+		}
+		return SampleKey{Kind: SampleHeader, Name: name}, nil
+	case "cookie":
+		if !isToken(name) {
+			return SampleKey{}, fmt.Errorf("sample key %q: %q is not a valid cookie name", s, name)
+		}
+		return SampleKey{Kind: SampleCookie, Name: name}, nil
+	}
+	return SampleKey{}, fmt.Errorf("sample key %q: want client-ip, header:NAME or cookie:NAME", s)
+}
+
+// ParseHeaderKV parses "Name: value" as given to --set-header.
+func ParseHeaderKV(s string) (HeaderKV, error) {
+	name, value, ok := strings.Cut(s, ":")
+	if !ok {
+		return HeaderKV{}, fmt.Errorf("header %q: want \"Name: value\"", s)
+	}
+	kv := HeaderKV{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)}
+	if err := kv.validate(); err != nil {
+		return HeaderKV{}, err
+	}
+	return kv, nil
+}
+
+func (kv HeaderKV) validate() error {
+	if !isToken(kv.Name) {
+		return fmt.Errorf("header %q: invalid name", kv.Name)
+	}
+	if strings.ContainsAny(kv.Value, "\r\n\x00") {
+		return fmt.Errorf("header %q: value contains CR, LF or NUL", kv.Name)
+	}
+	switch textproto.CanonicalMIMEHeaderKey(kv.Name) {
+	case "Host":
+		return fmt.Errorf("header %q: use the host override instead", kv.Name)
+	case "Content-Length", "Transfer-Encoding":
+		return fmt.Errorf("header %q: set from the replayed body, cannot be overridden", kv.Name)
+	}
+	if isHopByHop(textproto.CanonicalMIMEHeaderKey(kv.Name)) {
+		return fmt.Errorf("header %q: hop-by-hop headers cannot be set", kv.Name)
+	}
+	return nil
+}
+
+// Validate checks the configuration and returns the first problem as one
+// line. It does not change c; New applies the defaults.
+func (c *Config) Validate() error {
+	if len(c.Targets) == 0 {
+		return errors.New("no target: at least one target URL is required")
+	}
+	seen := make(map[string]bool, len(c.Targets))
+	for _, u := range c.Targets {
+		if err := validateTarget(u); err != nil {
+			return err
+		}
+		if seen[u.String()] {
+			return fmt.Errorf("target %q given twice", u.Redacted())
+		}
+		seen[u.String()] = true
+	}
+	for _, m := range c.Methods {
+		if !isToken(m) {
+			return fmt.Errorf("method %q: not a valid HTTP method", m)
+		}
+	}
+	for i, re := range c.IncludePath {
+		if re == nil {
+			return fmt.Errorf("include path %d: nil regular expression", i)
+		}
+	}
+	for i, re := range c.ExcludePath {
+		if re == nil {
+			return fmt.Errorf("exclude path %d: nil regular expression", i)
+		}
+	}
+	if c.SamplePercent < 0 || c.SamplePercent > 100 || c.SamplePercent != c.SamplePercent {
+		return fmt.Errorf("sample percent %v: want 0 to 100", c.SamplePercent)
+	}
+	if _, err := ParseSampleKey(c.SampleKey); err != nil {
+		return err
+	}
+	if c.MaxRPS < 0 || c.MaxRPS != c.MaxRPS {
+		return fmt.Errorf("max rps %v: want 0 (unlimited) or more", c.MaxRPS)
+	}
+	if c.MaxInflight < 0 {
+		return fmt.Errorf("max inflight %d: want 1 or more", c.MaxInflight)
+	}
+	if c.Queue < 0 {
+		return fmt.Errorf("queue %d: want 1 or more", c.Queue)
+	}
+	if c.Timeout < 0 {
+		return fmt.Errorf("timeout %v: want more than 0", c.Timeout)
+	}
+	set := make(map[string]bool, len(c.SetHeaders))
+	for _, kv := range c.SetHeaders {
+		if err := kv.validate(); err != nil {
+			return err
+		}
+		set[textproto.CanonicalMIMEHeaderKey(kv.Name)] = true
+	}
+	for _, name := range c.DropHeaders {
+		if !isToken(name) {
+			return fmt.Errorf("drop header %q: invalid name", name)
+		}
+		if set[textproto.CanonicalMIMEHeaderKey(name)] {
+			return fmt.Errorf("header %q is both set and dropped", name)
+		}
+	}
+	if c.Host != "" && (strings.ContainsAny(c.Host, " \t\r\n\x00/?#@") || strings.TrimSpace(c.Host) != c.Host) {
+		return fmt.Errorf("host %q: not a valid host[:port]", c.Host)
+	}
+	return nil
+}
+
+func validateTarget(u *url.URL) error {
+	if u == nil {
+		return errors.New("target: nil URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("target %q: scheme must be http or https", u.Redacted())
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("target %q: no host", u.Redacted())
+	}
+	if u.User != nil {
+		return fmt.Errorf("target %q: user info is not supported (use a set header)", u.Redacted())
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return fmt.Errorf("target %q: query and fragment are not supported", u.Redacted())
+	}
+	if u.Opaque != "" {
+		return fmt.Errorf("target %q: not a hierarchical URL", u.Redacted())
+	}
+	return nil
+}
+
+// withDefaults returns c with the zero fields that have defaults filled in.
+func (c Config) withDefaults() Config {
+	if len(c.Methods) == 0 {
+		c.Methods = DefaultMethods()
+	}
+	if c.SampleKey == "" {
+		c.SampleKey = "client-ip"
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = DefaultMaxInflight
+	}
+	if c.Queue == 0 {
+		c.Queue = DefaultQueue
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	return c
+}
+
+// isToken reports whether s is a non-empty RFC 9110 token.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isTokenByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isTokenByte(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}

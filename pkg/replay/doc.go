@@ -1,0 +1,27 @@
+// Package replay is the last stage of the data path: it receives the HTTP
+// exchanges rebuilt by pkg/httpx (it is an httpx.Sink), decides which requests
+// may be repeated (method, path, consistent sampling, size), rewrites them for
+// the shadow fleet (Host kept, X-Forwarded-*, hop-by-hop headers removed,
+// marker header) and sends each to every configured target through a bounded
+// per-target queue and keep-alive connection pool, rate limited. It measures
+// the shadow's answers (status, bytes, time to first byte, total time) and
+// compares their status classes and body lengths with production's.
+//
+// The Sink methods never block the parser: where a target cannot keep up,
+// requests are dropped and counted.
+//
+// # Accounting
+//
+// Every exchange given to Request ends in exactly one outcome. Globally:
+//
+//	Requests = FilteredMethod + FilteredPath + SampledOut + TooLarge + Accepted
+//
+// Every accepted request is offered to every target, so for each target:
+//
+//	Accepted = Replayed (by status class) + Dropped (queue, rate, stopped)
+//	         + Failed (connect, timeout, drain, invalid, error) + Queued + InFlight
+//
+// Queued and InFlight are zero once Drain has returned; Snapshot reads the
+// counters one by one, so the identity is exact only when the replayer is
+// quiescent. StatsSnapshot.Check verifies it.
+package replay

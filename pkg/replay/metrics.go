@@ -1,0 +1,93 @@
+package replay
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Collectors returns the replay stage's Prometheus collectors, for the
+// caller to register: the outcome counters (read from Stats at scrape time),
+// the comparison table, and per-target latency and TTFB histograms.
+func (r *Replayer) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{newStatsCollector(r), r.latency, r.ttfb}
+}
+
+type statsCollector struct {
+	r                                                   *Replayer
+	requests, filtered, accepted                        *prometheus.Desc
+	replayed, dropped, failed, queued, inflight         *prometheus.Desc
+	compare, mismatch, noProduction, untracked, keyMiss *prometheus.Desc
+}
+
+func newStatsCollector(r *Replayer) *statsCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("shadowtap_replay_"+name, help, labels, nil)
+	}
+	return &statsCollector{
+		r:            r,
+		requests:     d("requests_total", "Requests handed to the replay stage by the parser."),
+		filtered:     d("filtered_total", "Requests not replayed, by reason: method, path, sampled_out, too_large.", "reason"),
+		accepted:     d("accepted_total", "Requests that passed every filter and were offered to every target."),
+		replayed:     d("replayed_total", "Requests the target answered, by status class.", "target", "class"),
+		dropped:      d("dropped_total", "Requests not sent to the target, by reason: queue full, rate limit, stopped.", "target", "reason"),
+		failed:       d("failed_total", "Requests sent or attempted without an answer, by reason.", "target", "reason"),
+		queued:       d("queued", "Requests waiting in the target's queue.", "target"),
+		inflight:     d("inflight", "Requests being sent to the target.", "target"),
+		compare:      d("compare_total", "Answers by production's status class and the shadow's.", "target", "production", "shadow"),
+		mismatch:     d("mismatch_total", "Answers that differ from production's, by kind: status, body_length.", "target", "kind"),
+		noProduction: d("compare_no_production_total", "Answers without production's response to compare with.", "target"),
+		untracked:    d("compare_untracked_total", "Answers not compared because the comparison table was full.", "target"),
+		keyMiss:      d("sample_key_missing_total", "Sampling decisions made on the client address because the key header or cookie was absent."),
+	}
+}
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.requests, c.filtered, c.accepted, c.replayed, c.dropped, c.failed,
+		c.queued, c.inflight, c.compare, c.mismatch, c.noProduction, c.untracked, c.keyMiss} {
+		ch <- d
+	}
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	s := c.r.stats.Snapshot()
+	counter(c.requests, s.Requests)
+	counter(c.filtered, s.FilteredMethod, "method")
+	counter(c.filtered, s.FilteredPath, "path")
+	counter(c.filtered, s.SampledOut, "sampled_out")
+	counter(c.filtered, s.TooLarge, "too_large")
+	counter(c.accepted, s.Accepted)
+	counter(c.keyMiss, s.SampleKeyMissing)
+	for _, t := range s.Targets {
+		for cl := Class1xx; cl < NumClasses; cl++ {
+			counter(c.replayed, t.Replayed[cl], t.Target, cl.String())
+		}
+		counter(c.dropped, t.DroppedQueue, t.Target, dropNames[dropQueue])
+		counter(c.dropped, t.DroppedRate, t.Target, dropNames[dropRate])
+		counter(c.dropped, t.DroppedStopped, t.Target, dropNames[dropStopped])
+		counter(c.failed, t.FailedConnect, t.Target, failNames[failConnect])
+		counter(c.failed, t.FailedTimeout, t.Target, failNames[failTimeout])
+		counter(c.failed, t.FailedDrain, t.Target, failNames[failDrain])
+		counter(c.failed, t.FailedInvalid, t.Target, failNames[failInvalid])
+		counter(c.failed, t.FailedError, t.Target, failNames[failError])
+		gauge(c.queued, t.Queued, t.Target)
+		gauge(c.inflight, t.InFlight, t.Target)
+	}
+	for _, t := range c.r.Compare().Targets {
+		for p := range t.Pairs {
+			for sh := range t.Pairs[p] {
+				if v := t.Pairs[p][sh]; v > 0 {
+					counter(c.compare, v, t.Target, Class(p).String(), Class(sh).String())
+				}
+			}
+		}
+		counter(c.mismatch, t.StatusMismatch, t.Target, "status")
+		counter(c.mismatch, t.BodyLenMismatch, t.Target, "body_length")
+		counter(c.noProduction, t.NoProduction, t.Target)
+		counter(c.untracked, t.Untracked, t.Target)
+	}
+}

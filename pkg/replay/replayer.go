@@ -1,0 +1,554 @@
+package replay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/shadowtap/shadowtap/pkg/httpx"
+)
+
+// maxJoins bounds the table of replayed exchanges awaiting production's
+// response. Beyond it, answers are still counted but not compared.
+const maxJoins = 1 << 16
+
+// Replayer is the replay stage. It implements httpx.Sink.
+type Replayer struct {
+	cfg       Config
+	log       *slog.Logger
+	methods   [][]byte
+	sampleKey SampleKey
+	threshold uint64 // of sampleScale
+	rw        rewriter
+	targets   []*target
+	stats     Stats
+	now       func() time.Time // rate limiter clock; replaced in tests
+
+	intake  sync.RWMutex
+	stopped bool // guarded by intake: queues closed, no more sends
+
+	joinMu sync.Mutex
+	joins  map[*httpx.Exchange]*join
+
+	runMu      sync.Mutex
+	started    bool
+	cancelWork context.CancelFunc
+	done       chan struct{} // closed when the workers have exited
+
+	latency *prometheus.HistogramVec
+	ttfb    *prometheus.HistogramVec
+}
+
+// target is one shadow endpoint with its queue and connection pool.
+type target struct {
+	url       *url.URL
+	basePath  string // without trailing slash
+	name      string
+	transport *http.Transport
+	client    *http.Client
+	limiter   *rate.Limiter // nil: unlimited
+	queue     chan job
+	stats     *targetStats
+	latency   prometheus.Observer
+	ttfb      prometheus.Observer
+}
+
+// job is one request for one target. The job holds a reference on ex.
+type job struct {
+	ex *httpx.Exchange
+	j  *join // nil when not compared
+}
+
+// join meets production's response and the targets' answers for one
+// exchange, whichever comes first.
+type join struct {
+	mu       sync.Mutex
+	prodDone bool
+	prod     prodResult
+	pending  []pendingResult // answers that came before production's response
+}
+
+type prodResult struct {
+	status    int // 0: absent
+	bodyLen   int64
+	bodyKnown bool
+}
+
+type shadowResult struct {
+	status int
+	bytes  int64
+}
+
+type pendingResult struct {
+	t *target
+	r shadowResult
+}
+
+// New checks cfg, applies its defaults and returns a Replayer. Call Run to
+// start sending; requests given before that wait in the queues.
+func New(cfg Config, log *slog.Logger) (*Replayer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg = cfg.withDefaults()
+	key, err := ParseSampleKey(cfg.SampleKey)
+	if err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	r := &Replayer{
+		cfg:       cfg,
+		log:       log,
+		sampleKey: key,
+		threshold: uint64(math.Round(cfg.SamplePercent / 100 * sampleScale)),
+		rw:        newRewriter(&cfg),
+		now:       time.Now,
+		joins:     make(map[*httpx.Exchange]*join),
+		done:      make(chan struct{}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shadowtap_replay_duration_seconds",
+			Help:    "Time from sending a replayed request to the end of the shadow's response body.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}, []string{"target"}),
+		ttfb: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shadowtap_replay_ttfb_seconds",
+			Help:    "Time from sending a replayed request to the first byte of the shadow's response.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
+		}, []string{"target"}),
+	}
+	for _, m := range cfg.Methods {
+		r.methods = append(r.methods, []byte(strings.ToUpper(m)))
+	}
+	for _, u := range cfg.Targets {
+		r.targets = append(r.targets, r.newTarget(u))
+	}
+	for _, t := range r.targets {
+		r.stats.targets = append(r.stats.targets, t.stats)
+	}
+	return r, nil
+}
+
+func (r *Replayer) newTarget(u *url.URL) *target {
+	cfg := &r.cfg
+	tr := &http.Transport{
+		Proxy: nil, // straight to the shadow, whatever HTTP_PROXY says
+		DialContext: (&net.Dialer{
+			Timeout:   cfg.Timeout,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		MaxIdleConns:        cfg.MaxInflight,
+		MaxIdleConnsPerHost: cfg.MaxInflight,
+		MaxConnsPerHost:     cfg.MaxInflight,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: cfg.Timeout,
+		// Measure and forward the body as the shadow sent it, and do not
+		// add an Accept-Encoding the client never sent.
+		DisableCompression: true,
+	}
+	name := u.Redacted()
+	t := &target{
+		url:       u,
+		basePath:  strings.TrimSuffix(u.EscapedPath(), "/"),
+		name:      name,
+		transport: tr,
+		client: &http.Client{
+			Transport:     tr,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		queue:   make(chan job, cfg.Queue),
+		stats:   &targetStats{name: name},
+		latency: r.latency.WithLabelValues(name),
+		ttfb:    r.ttfb.WithLabelValues(name),
+	}
+	t.stats.queued = func() int { return len(t.queue) }
+	if cfg.MaxRPS > 0 {
+		t.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), max(1, int(math.Ceil(cfg.MaxRPS))))
+	}
+	return t
+}
+
+// Stats returns the live counters.
+func (r *Replayer) Stats() *Stats { return &r.stats }
+
+// Compare returns the comparison of the shadow's answers with production's.
+func (r *Replayer) Compare() CompareSnapshot {
+	out := CompareSnapshot{Targets: make([]TargetCompare, len(r.targets))}
+	for i, t := range r.targets {
+		out.Targets[i] = t.stats.compareSnapshot()
+	}
+	return out
+}
+
+// Request is called by the parser for every complete request. It decides
+// whether to replay it and queues it to every target; it never blocks.
+func (r *Replayer) Request(ex *httpx.Exchange) {
+	s := &r.stats
+	s.requests.Add(1)
+	if !r.methodAllowed(ex.Req.Method) {
+		s.filteredMethod.Add(1)
+		return
+	}
+	if _, path, _ := splitTarget(ex.Req.Target); !r.pathAllowed(path) {
+		s.filteredPath.Add(1)
+		return
+	}
+	if !r.sampled(ex) {
+		s.sampledOut.Add(1)
+		return
+	}
+	if ex.Req.TooLarge {
+		s.tooLarge.Add(1)
+		return
+	}
+	s.accepted.Add(1)
+	r.dispatch(ex)
+}
+
+func (r *Replayer) methodAllowed(m []byte) bool {
+	for _, a := range r.methods {
+		if bytes.Equal(a, m) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Replayer) pathAllowed(path []byte) bool {
+	if len(r.cfg.IncludePath) > 0 {
+		in := false
+		for _, re := range r.cfg.IncludePath {
+			if re.Match(path) {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return false
+		}
+	}
+	for _, re := range r.cfg.ExcludePath {
+		if re.Match(path) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Replayer) sampled(ex *httpx.Exchange) bool {
+	switch {
+	case r.threshold >= sampleScale:
+		return true
+	case r.threshold == 0:
+		return false
+	}
+	var buf [64]byte
+	key, fallback := sampleKeyOf(r.sampleKey, ex, buf[:])
+	if fallback {
+		r.stats.keyMissing.Add(1)
+	}
+	return sampledIn(key, r.threshold)
+}
+
+// dispatch offers an accepted request to every target without blocking.
+func (r *Replayer) dispatch(ex *httpx.Exchange) {
+	j := r.track(ex)
+	sent := 0
+	now := r.now()
+	r.intake.RLock()
+	for _, t := range r.targets {
+		if r.stopped {
+			t.stats.dropped[dropStopped].Add(1)
+			continue
+		}
+		var res *rate.Reservation
+		if t.limiter != nil {
+			res = t.limiter.ReserveN(now, 1)
+			if !res.OK() || res.DelayFrom(now) > 0 {
+				res.CancelAt(now)
+				t.stats.dropped[dropRate].Add(1)
+				continue
+			}
+		}
+		ex.Retain()
+		select {
+		case t.queue <- job{ex: ex, j: j}:
+			sent++
+		default:
+			ex.Release()
+			if res != nil {
+				res.CancelAt(now) // give the token back: nothing was sent
+			}
+			t.stats.dropped[dropQueue].Add(1)
+		}
+	}
+	r.intake.RUnlock()
+	if sent == 0 && j != nil {
+		r.joinMu.Lock()
+		delete(r.joins, ex)
+		r.joinMu.Unlock()
+	}
+}
+
+// track registers ex to meet production's response; nil when the table is full.
+func (r *Replayer) track(ex *httpx.Exchange) *join {
+	r.joinMu.Lock()
+	defer r.joinMu.Unlock()
+	if len(r.joins) >= maxJoins {
+		return nil
+	}
+	j := &join{}
+	r.joins[ex] = j
+	return j
+}
+
+// Response is called by the parser once per request, after Request, with
+// production's response (or ex.Resp nil and ex.Reason). It records what is
+// needed for the comparison and never blocks.
+func (r *Replayer) Response(ex *httpx.Exchange) {
+	r.joinMu.Lock()
+	j, ok := r.joins[ex]
+	if ok {
+		delete(r.joins, ex)
+	}
+	r.joinMu.Unlock()
+	if !ok {
+		return
+	}
+	var p prodResult
+	if ex.Resp != nil && ex.Resp.Status > 0 {
+		p.status = ex.Resp.Status
+		if ex.Reason == httpx.RespOK && !ex.Resp.TooLarge {
+			p.bodyLen, p.bodyKnown = ex.Resp.BodyLen, true
+		}
+	}
+	j.mu.Lock()
+	j.prodDone, j.prod = true, p
+	pending := j.pending
+	j.pending = nil
+	j.mu.Unlock()
+	for _, pr := range pending {
+		compare(pr.t, p, pr.r)
+	}
+}
+
+// record files a target's answer for comparison.
+func (r *Replayer) record(t *target, j *join, s shadowResult) {
+	if j == nil {
+		t.stats.untracked.Add(1)
+		return
+	}
+	j.mu.Lock()
+	if !j.prodDone {
+		j.pending = append(j.pending, pendingResult{t: t, r: s})
+		j.mu.Unlock()
+		return
+	}
+	p := j.prod
+	j.mu.Unlock()
+	compare(t, p, s)
+}
+
+func compare(t *target, p prodResult, s shadowResult) {
+	pc := ClassNone
+	if p.status != 0 {
+		pc = ClassOf(p.status)
+	}
+	t.stats.pairs[pc][ClassOf(s.status)].Add(1)
+	if p.status == 0 {
+		t.stats.noProduction.Add(1)
+		return
+	}
+	if p.status != s.status {
+		t.stats.statusMismatch.Add(1)
+	}
+	if p.bodyKnown && p.bodyLen != s.bytes {
+		t.stats.bodyLenMismatch.Add(1)
+	}
+}
+
+// Run starts MaxInflight workers per target and returns when they have
+// stopped: after Drain, or when ctx is cancelled (which stops intake and
+// cancels what is queued and in flight, counted as failed drain). Cancel
+// ctx only after Drain for a graceful stop. Run may be called once.
+func (r *Replayer) Run(ctx context.Context) error {
+	r.runMu.Lock()
+	if r.started {
+		r.runMu.Unlock()
+		return errors.New("replay: Run called twice or after Drain")
+	}
+	r.started = true
+	wctx, cancel := context.WithCancel(ctx)
+	r.cancelWork = cancel
+	var wg sync.WaitGroup
+	for _, t := range r.targets {
+		for range r.cfg.MaxInflight {
+			wg.Go(func() { r.worker(wctx, t) })
+		}
+	}
+	r.runMu.Unlock()
+	r.log.Info("replay started", "targets", len(r.targets), "max_inflight", r.cfg.MaxInflight, "queue", r.cfg.Queue)
+
+	stop := context.AfterFunc(ctx, r.stopIntake)
+	wg.Wait()
+	stop()
+	cancel()
+	for _, t := range r.targets {
+		t.transport.CloseIdleConnections()
+	}
+	close(r.done)
+	s := r.stats.Snapshot()
+	r.log.Info("replay stopped", "requests", s.Requests, "accepted", s.Accepted)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	return nil
+}
+
+// Drain stops intake (later requests count as dropped "stopped"), waits for
+// queued and in-flight requests to finish, and when ctx ends first cancels
+// them (counted as failed "drain"). It returns once every worker has exited.
+func (r *Replayer) Drain(ctx context.Context) error {
+	r.stopIntake()
+	r.runMu.Lock()
+	if !r.started {
+		// Never run: nothing will send what is queued.
+		r.started = true
+		r.runMu.Unlock()
+		for _, t := range r.targets {
+			for jb := range t.queue {
+				t.stats.failed[failDrain].Add(1)
+				jb.ex.Release()
+			}
+		}
+		close(r.done)
+		return nil
+	}
+	cancel := r.cancelWork
+	r.runMu.Unlock()
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+	}
+	if cancel != nil {
+		cancel()
+	}
+	<-r.done
+	s := r.stats.Snapshot()
+	var cancelled uint64
+	for _, t := range s.Targets {
+		cancelled += t.FailedDrain
+	}
+	r.log.Warn("replay drain deadline passed: cancelled the rest", "failed_drain", cancelled)
+	return fmt.Errorf("replay: drain: %w", ctx.Err())
+}
+
+// stopIntake makes later requests count as dropped and closes the queues so
+// the workers end once they are empty.
+func (r *Replayer) stopIntake() {
+	r.intake.Lock()
+	defer r.intake.Unlock()
+	if r.stopped {
+		return
+	}
+	r.stopped = true
+	for _, t := range r.targets {
+		close(t.queue)
+	}
+}
+
+func (r *Replayer) worker(ctx context.Context, t *target) {
+	for jb := range t.queue {
+		t.stats.inflight.Add(1)
+		r.replay(ctx, t, jb)
+		t.stats.inflight.Add(-1)
+		jb.ex.Release()
+	}
+}
+
+// replay sends one request to one target and counts its outcome.
+func (r *Replayer) replay(ctx context.Context, t *target, jb job) {
+	if ctx.Err() != nil {
+		t.stats.failed[failDrain].Add(1)
+		return
+	}
+	ex := jb.ex
+	rctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	var firstByte atomic.Int64
+	start := time.Now()
+	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
+		GotFirstResponseByte: func() { firstByte.Store(int64(time.Since(start))) },
+	})
+	req, err := r.rw.build(rctx, t.url, t.basePath, ex)
+	if err != nil {
+		r.fail(ctx, t, ex, failInvalid, err)
+		return
+	}
+	resp, err := t.client.Do(req)
+	if err != nil {
+		r.fail(ctx, t, ex, classifyErr(ctx, err), err)
+		return
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		r.fail(ctx, t, ex, classifyErr(ctx, err), err)
+		return
+	}
+	total := time.Since(start)
+	t.stats.replayed[ClassOf(resp.StatusCode)].Add(1)
+	t.latency.Observe(total.Seconds())
+	if fb := firstByte.Load(); fb > 0 {
+		t.ttfb.Observe(time.Duration(fb).Seconds())
+	}
+	r.record(t, jb.j, shadowResult{status: resp.StatusCode, bytes: n})
+}
+
+// classifyErr says why a request failed; ctx is the worker's context.
+func classifyErr(ctx context.Context, err error) failReason {
+	if ctx.Err() != nil {
+		return failDrain
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return failConnect
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return failTimeout
+	}
+	return failError
+}
+
+func (r *Replayer) fail(ctx context.Context, t *target, ex *httpx.Exchange, reason failReason, err error) {
+	t.stats.failed[reason].Add(1)
+	if !r.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	// *url.Error repeats the URL with its query; log the cause and the path only.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	_, path, _ := splitTarget(ex.Req.Target)
+	r.log.Debug("replay failed", "target", t.name, "reason", failNames[reason],
+		"method", string(ex.Req.Method), "path", string(path), "err", err)
+}

@@ -1,0 +1,198 @@
+package replay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/shadowtap/shadowtap/pkg/httpx"
+)
+
+// errInvalid marks a mirrored request that cannot be rebuilt.
+var errInvalid = errors.New("invalid request")
+
+// hopByHop are the headers that describe one connection, not the message
+// (RFC 9110 7.6.1, plus the de facto Proxy-Connection and Keep-Alive). They
+// are removed, as are the headers named in Connection.
+var hopByHop = [...]string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func isHopByHop(canonical string) bool {
+	for _, h := range hopByHop {
+		if h == canonical {
+			return true
+		}
+	}
+	return false
+}
+
+// rewriter turns a mirrored request into the request sent to one target.
+type rewriter struct {
+	host string     // Config.Host
+	set  []HeaderKV // canonical names
+	drop []string   // canonical names
+	mark bool
+}
+
+func newRewriter(cfg *Config) rewriter {
+	rw := rewriter{host: cfg.Host, mark: cfg.Marker}
+	for _, kv := range cfg.SetHeaders {
+		rw.set = append(rw.set, HeaderKV{Name: textproto.CanonicalMIMEHeaderKey(kv.Name), Value: kv.Value})
+	}
+	for _, name := range cfg.DropHeaders {
+		rw.drop = append(rw.drop, textproto.CanonicalMIMEHeaderKey(name))
+	}
+	return rw
+}
+
+// build makes the outgoing request for ex to the target base URL. The
+// request keeps the original method, path and query (as sent), Host and
+// headers, minus the hop-by-hop ones; see the package documentation.
+func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, ex *httpx.Exchange) (*http.Request, error) {
+	req := &ex.Req
+	if !isToken(string(req.Method)) {
+		return nil, fmt.Errorf("%w: bad method", errInvalid)
+	}
+	authority, path, query := splitTarget(req.Target)
+	if !validURIBytes(path) || !validURIBytes(query) || !validURIBytes(authority) {
+		return nil, fmt.Errorf("%w: bad request target", errInvalid)
+	}
+	u := &url.URL{Scheme: base.Scheme, Host: base.Host, RawQuery: string(query), ForceQuery: query != nil && len(query) == 0}
+	switch {
+	case len(path) == 1 && path[0] == '*':
+		u.Opaque = "*"
+	case len(path) == 0 || path[0] != '/':
+		return nil, fmt.Errorf("%w: request target is not origin or absolute form", errInvalid)
+	default:
+		p := basePath + string(path)
+		if strings.HasPrefix(p, "//") {
+			// As Opaque, "//x" would be sent as "http://x": go through Path.
+			dec, err := url.PathUnescape(p)
+			if err != nil {
+				return nil, fmt.Errorf("%w: bad path escape", errInvalid)
+			}
+			u.Path, u.RawPath = dec, p
+		} else {
+			// Opaque is sent verbatim: the path reaches the shadow as
+			// production received it, escapes and all.
+			u.Opaque = p
+		}
+	}
+
+	h := make(http.Header, len(req.Fields)+5)
+	conn := connectionTokens(req.Fields)
+	var xff []string
+	for i := range req.Fields {
+		f := &req.Fields[i]
+		name := textproto.CanonicalMIMEHeaderKey(string(f.Name))
+		switch name {
+		case "Host", "Content-Length", "Expect":
+			continue // Host goes to req.Host; the body sets its length; the body is sent at once
+		case "X-Forwarded-For":
+			if v := strings.TrimSpace(string(f.Value)); v != "" {
+				xff = append(xff, v)
+			}
+			continue
+		}
+		if isHopByHop(name) || containsString(conn, name) {
+			continue
+		}
+		h[name] = append(h[name], string(f.Value))
+	}
+	if ip := ex.Conn.Client.Addr(); ip.IsValid() {
+		xff = append(xff, ip.Unmap().WithZone("").String())
+	}
+	if len(xff) > 0 {
+		h["X-Forwarded-For"] = []string{strings.Join(xff, ", ")}
+	}
+	if _, ok := h["X-Forwarded-Proto"]; !ok {
+		h["X-Forwarded-Proto"] = []string{"http"}
+	}
+	if _, ok := h["X-Forwarded-Port"]; !ok && ex.Conn.Server.Port() != 0 {
+		h["X-Forwarded-Port"] = []string{strconv.Itoa(int(ex.Conn.Server.Port()))}
+	}
+	for _, kv := range rw.set {
+		h[kv.Name] = []string{kv.Value}
+	}
+	if rw.mark {
+		h[MarkerHeader] = []string{"1"}
+	}
+	for _, name := range rw.drop {
+		delete(h, name)
+	}
+	if _, ok := h["User-Agent"]; !ok {
+		// Present but nil: net/http then sends no User-Agent instead of its own.
+		h["User-Agent"] = nil
+	}
+
+	host := rw.host
+	if host == "" {
+		if len(authority) > 0 {
+			host = string(authority) // RFC 9112 3.2.2: absolute form wins over Host
+		} else if v := httpx.Get(req.Fields, "Host"); v != nil {
+			host = strings.TrimSpace(string(v))
+		}
+	}
+
+	out := &http.Request{
+		Method:     string(req.Method),
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h,
+		Host:       host,
+	}
+	if n := len(req.Body); n > 0 {
+		body := req.Body
+		out.ContentLength = int64(n)
+		out.Body = io.NopCloser(bytes.NewReader(body))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	}
+	return out.WithContext(ctx), nil
+}
+
+// connectionTokens returns the canonical header names listed in Connection.
+func connectionTokens(fields []httpx.Field) []string {
+	var out []string
+	for i := range fields {
+		if !bytes.EqualFold(fields[i].Name, []byte("Connection")) {
+			continue
+		}
+		for tok := range strings.SplitSeq(string(fields[i].Value), ",") {
+			if tok = strings.TrimSpace(tok); tok != "" {
+				out = append(out, textproto.CanonicalMIMEHeaderKey(tok))
+			}
+		}
+	}
+	return out
+}
+
+func containsString(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// validURIBytes reports whether b can go into a request line unchanged:
+// no control bytes or spaces (which would break it).
+func validURIBytes(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,226 @@
+package replay
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+)
+
+// Class is an HTTP status class.
+type Class uint8
+
+const (
+	ClassNone  Class = iota // no status: production's response is absent
+	Class1xx                // 100-199
+	Class2xx                // 200-299
+	Class3xx                // 300-399
+	Class4xx                // 400-499
+	Class5xx                // 500-599
+	ClassOther              // a status outside 100-599
+	NumClasses
+)
+
+// ClassOf returns the class of an HTTP status code.
+func ClassOf(status int) Class {
+	if status < 100 || status > 599 {
+		return ClassOther
+	}
+	return Class(status / 100)
+}
+
+func (c Class) String() string {
+	switch c {
+	case ClassNone:
+		return "none"
+	case Class1xx, Class2xx, Class3xx, Class4xx, Class5xx:
+		return string([]byte{'0' + byte(c), 'x', 'x'})
+	default:
+		return "other"
+	}
+}
+
+// Stats holds the replayer's outcome counters. All fields are updated
+// atomically; read them with Snapshot.
+type Stats struct {
+	requests       atomic.Uint64
+	filteredMethod atomic.Uint64
+	filteredPath   atomic.Uint64
+	sampledOut     atomic.Uint64
+	tooLarge       atomic.Uint64
+	accepted       atomic.Uint64
+	keyMissing     atomic.Uint64 // sampled on the client address because the key was absent
+	targets        []*targetStats
+}
+
+// targetStats are the counters of one target.
+type targetStats struct {
+	name     string
+	replayed [NumClasses]atomic.Uint64
+	dropped  [numDrop]atomic.Uint64
+	failed   [numFail]atomic.Uint64
+	inflight atomic.Int64
+	queued   func() int
+
+	pairs           [NumClasses][NumClasses]atomic.Uint64
+	noProduction    atomic.Uint64
+	statusMismatch  atomic.Uint64
+	bodyLenMismatch atomic.Uint64
+	untracked       atomic.Uint64
+}
+
+type dropReason uint8
+
+const (
+	dropQueue   dropReason = iota // the target's queue was full
+	dropRate                      // beyond MaxRPS
+	dropStopped                   // arrived after Drain stopped intake
+	numDrop
+)
+
+var dropNames = [numDrop]string{"queue", "rate", "stopped"}
+
+type failReason uint8
+
+const (
+	failConnect failReason = iota // could not connect
+	failTimeout                   // Timeout passed before the end of the response
+	failDrain                     // cancelled by Drain's deadline or Run's context
+	failInvalid                   // the mirrored request cannot be rebuilt
+	failError                     // any other error (reset, malformed response)
+	numFail
+)
+
+var failNames = [numFail]string{"connect", "timeout", "drain", "invalid", "error"}
+
+// StatsSnapshot is a plain copy of Stats.
+type StatsSnapshot struct {
+	Requests         uint64 // exchanges given to Request
+	FilteredMethod   uint64 // method not in Methods
+	FilteredPath     uint64 // path not included, or excluded
+	SampledOut       uint64 // outside the sample
+	TooLarge         uint64 // the parser flagged the request too large to replay
+	Accepted         uint64 // passed every filter: offered to every target
+	SampleKeyMissing uint64 // sampled on the client address: key header or cookie absent (not an outcome)
+	Targets          []TargetSnapshot
+}
+
+// TargetSnapshot is the outcome counts of one target.
+type TargetSnapshot struct {
+	Target string
+	// Replayed counts the shadow's answers by status class (index Class).
+	Replayed                                  [NumClasses]uint64
+	DroppedQueue, DroppedRate, DroppedStopped uint64
+	FailedConnect, FailedTimeout, FailedDrain uint64
+	FailedInvalid, FailedError                uint64
+	Queued, InFlight                          uint64 // not yet ended
+}
+
+// ReplayedTotal is the number of requests the target answered.
+func (t TargetSnapshot) ReplayedTotal() uint64 {
+	var n uint64
+	for _, v := range t.Replayed {
+		n += v
+	}
+	return n
+}
+
+// Dropped is the number of requests not sent to the target.
+func (t TargetSnapshot) Dropped() uint64 {
+	return t.DroppedQueue + t.DroppedRate + t.DroppedStopped
+}
+
+// Failed is the number of requests sent or attempted without an answer.
+func (t TargetSnapshot) Failed() uint64 {
+	return t.FailedConnect + t.FailedTimeout + t.FailedDrain + t.FailedInvalid + t.FailedError
+}
+
+// Check verifies the accounting identities (see the package documentation).
+// It is exact only when the replayer is quiescent, e.g. after Drain.
+func (s StatsSnapshot) Check() error {
+	var errs []error
+	if sum := s.FilteredMethod + s.FilteredPath + s.SampledOut + s.TooLarge + s.Accepted; sum != s.Requests {
+		errs = append(errs, fmt.Errorf("requests %d != filtered_method %d + filtered_path %d + sampled_out %d + too_large %d + accepted %d (= %d)",
+			s.Requests, s.FilteredMethod, s.FilteredPath, s.SampledOut, s.TooLarge, s.Accepted, sum))
+	}
+	for _, t := range s.Targets {
+		if sum := t.ReplayedTotal() + t.Dropped() + t.Failed() + t.Queued + t.InFlight; sum != s.Accepted {
+			errs = append(errs, fmt.Errorf("target %s: accepted %d != replayed %d + dropped %d + failed %d + queued %d + in flight %d (= %d)",
+				t.Target, s.Accepted, t.ReplayedTotal(), t.Dropped(), t.Failed(), t.Queued, t.InFlight, sum))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Snapshot copies the counters.
+func (s *Stats) Snapshot() StatsSnapshot {
+	out := StatsSnapshot{
+		Requests:         s.requests.Load(),
+		FilteredMethod:   s.filteredMethod.Load(),
+		FilteredPath:     s.filteredPath.Load(),
+		SampledOut:       s.sampledOut.Load(),
+		TooLarge:         s.tooLarge.Load(),
+		Accepted:         s.accepted.Load(),
+		SampleKeyMissing: s.keyMissing.Load(),
+		Targets:          make([]TargetSnapshot, len(s.targets)),
+	}
+	for i, t := range s.targets {
+		ts := &out.Targets[i]
+		ts.Target = t.name
+		for c := range t.replayed {
+			ts.Replayed[c] = t.replayed[c].Load()
+		}
+		ts.DroppedQueue = t.dropped[dropQueue].Load()
+		ts.DroppedRate = t.dropped[dropRate].Load()
+		ts.DroppedStopped = t.dropped[dropStopped].Load()
+		ts.FailedConnect = t.failed[failConnect].Load()
+		ts.FailedTimeout = t.failed[failTimeout].Load()
+		ts.FailedDrain = t.failed[failDrain].Load()
+		ts.FailedInvalid = t.failed[failInvalid].Load()
+		ts.FailedError = t.failed[failError].Load()
+		ts.Queued = uint64(t.queued())
+		if n := t.inflight.Load(); n > 0 {
+			ts.InFlight = uint64(n)
+		}
+	}
+	return out
+}
+
+// CompareSnapshot compares the shadow's answers with production's, per target.
+type CompareSnapshot struct {
+	Targets []TargetCompare
+}
+
+// TargetCompare counts, for the requests one target answered, the pairs
+// (production's status class, the shadow's status class).
+type TargetCompare struct {
+	Target string
+	// Pairs[production][shadow]; production ClassNone means production's
+	// response never came (gap, connection closed, parser gave up).
+	Pairs [NumClasses][NumClasses]uint64
+	// NoProduction is the number of answers without production's response
+	// to compare with (the sum of Pairs[ClassNone]).
+	NoProduction uint64
+	// StatusMismatch counts answers whose status code differs from
+	// production's; BodyLenMismatch those whose body length differs (only
+	// where production's whole body was seen).
+	StatusMismatch, BodyLenMismatch uint64
+	// Untracked counts answers not compared because the table of exchanges
+	// awaiting production's response was full.
+	Untracked uint64
+}
+
+func (t *targetStats) compareSnapshot() TargetCompare {
+	out := TargetCompare{
+		Target:          t.name,
+		NoProduction:    t.noProduction.Load(),
+		StatusMismatch:  t.statusMismatch.Load(),
+		BodyLenMismatch: t.bodyLenMismatch.Load(),
+		Untracked:       t.untracked.Load(),
+	}
+	for p := range t.pairs {
+		for s := range t.pairs[p] {
+			out.Pairs[p][s] = t.pairs[p][s].Load()
+		}
+	}
+	return out
+}
