@@ -172,7 +172,7 @@ func newLab(opt Options) (*Lab, error) {
 		opt.VNI = DefaultVNI
 	}
 	if opt.VNI > 0xffffff {
-		return nil, fmt.Errorf("lab VNI %d: a VXLAN ID has 24 bits (at most 16777215)", opt.VNI)
+		return nil, fmt.Errorf("lab %q: VNI %d: a VXLAN ID has 24 bits (at most 16777215)", opt.Name, opt.VNI)
 	}
 	if opt.VXLANPort == 0 {
 		opt.VXLANPort = DefaultVXLANPort
@@ -184,7 +184,7 @@ func newLab(opt Options) (*Lab, error) {
 		opt.ReceiverMTU = DefaultReceiverMTU
 	}
 	if opt.ClientMTU < 1280 || opt.ReceiverMTU < 1280 {
-		return nil, fmt.Errorf("lab MTUs %d/%d: both must be at least 1280 (IPv6 minimum)", opt.ClientMTU, opt.ReceiverMTU)
+		return nil, fmt.Errorf("lab %q: MTUs %d/%d: both must be at least 1280 (IPv6 minimum)", opt.Name, opt.ClientMTU, opt.ReceiverMTU)
 	}
 	log := opt.Logger
 	if log == nil {
