@@ -150,6 +150,9 @@ func emit(name string, o Outer, in Inner, dir event.Direction) Vector {
 // other builds a non-emit row for a mirror frame.
 func other(name string, o Outer, in Inner, out event.Outcome) Vector {
 	f, _ := VXLAN(o, in)
+	if out == event.PassNotVXLAN { // the host stack would not deliver it to a VXLAN socket
+		return noEvent(name, f, out)
+	}
 	return withSocket(noEvent(name, f, out), o, f)
 }
 
