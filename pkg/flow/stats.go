@@ -41,15 +41,15 @@ type Stats struct {
 	ConflictBytes   atomic.Uint64 // overlapping bytes that differed (the first copy was kept)
 
 	// Bytes and gaps.
-	BytesDelivered  atomic.Uint64 // bytes passed to Handler.Data
-	BytesHeld       atomic.Int64  // gauge: out-of-order bytes held now
-	Gaps            atomic.Uint64 // Handler.Gap calls
-	HoldCapGaps     atomic.Uint64 // gave up waiting for missing bytes: a hold cap was reached
-	FlushGaps       atomic.Uint64 // held data flushed after a gap at close or damage
-	TruncationGaps  atomic.Uint64 // gaps declared for truncated segments
-	DamagedConns    atomic.Uint64 // tracked connections marked damaged by a queue-full drop
-	BeyondFINBytes  atomic.Uint64 // payload bytes after a direction's FIN: discarded
-	ReusedConns     atomic.Uint64 // a SYN with a new ISN replaced a tracked connection
+	BytesDelivered atomic.Uint64 // bytes passed to Handler.Data
+	BytesHeld      atomic.Int64  // gauge: out-of-order bytes held now
+	Gaps           atomic.Uint64 // Handler.Gap calls
+	HoldCapGaps    atomic.Uint64 // gave up waiting for missing bytes: a hold cap was reached
+	FlushGaps      atomic.Uint64 // held data flushed after a gap at close or damage
+	TruncationGaps atomic.Uint64 // gaps declared for truncated segments
+	DamagedConns   atomic.Uint64 // tracked connections marked damaged by a queue-full drop
+	BeyondFINBytes atomic.Uint64 // payload bytes after a direction's FIN: discarded
+	ReusedConns    atomic.Uint64 // a SYN with a new ISN replaced a tracked connection
 
 	// Connections.
 	ConnsTracked   atomic.Int64 // gauge
@@ -70,12 +70,12 @@ type StatsSnapshot struct {
 
 	SegOverlap, SegTruncated, OverlapConflict, ConflictBytes uint64
 
-	BytesDelivered uint64
-	BytesHeld      int64
+	BytesDelivered                                                                          uint64
+	BytesHeld                                                                               int64
 	Gaps, HoldCapGaps, FlushGaps, TruncationGaps, DamagedConns, BeyondFINBytes, ReusedConns uint64
 
-	ConnsTracked                                                 int64
-	ConnsOpened, ConnsMidStream                                  uint64
+	ConnsTracked                                                    int64
+	ConnsOpened, ConnsMidStream                                     uint64
 	ClosedFIN, ClosedRST, ClosedIdle, ClosedEvicted, ClosedShutdown uint64
 }
 
@@ -100,7 +100,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 
 		ConnsTracked: s.ConnsTracked.Load(), ConnsOpened: s.ConnsOpened.Load(),
 		ConnsMidStream: s.ConnsMidStream.Load(),
-		ClosedFIN: s.ClosedFIN.Load(), ClosedRST: s.ClosedRST.Load(), ClosedIdle: s.ClosedIdle.Load(),
+		ClosedFIN:      s.ClosedFIN.Load(), ClosedRST: s.ClosedRST.Load(), ClosedIdle: s.ClosedIdle.Load(),
 		ClosedEvicted: s.ClosedEvicted.Load(), ClosedShutdown: s.ClosedShutdown.Load(),
 	}
 }
