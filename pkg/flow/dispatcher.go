@@ -291,6 +291,12 @@ func (d *Dispatcher) Close() error {
 			close(s.queue)
 		}
 		d.wg.Wait()
+		// Batches queued after a shard stopped on ctx cancellation.
+		for _, s := range d.shards {
+			for b := range s.queue {
+				d.stats.ShutdownEvents.Add(uint64(len(b.hdrs)))
+			}
+		}
 	})
 	return nil
 }

@@ -12,9 +12,12 @@ import "sync/atomic"
 //	SegmentsIn == SegInOrder + SegHeld + SegDuplicate + SegEmpty + SegNoConn + SegMalformed
 //
 // (see StatsSnapshot.SegmentsAccounted). Every event handed to a Dispatcher
-// either reaches a shard or is counted in QueueFullEvents, so after Close
+// either reaches a shard's Reassembler or is counted in QueueFullEvents or
+// ShutdownEvents, so after Close
 //
-//	EventsIn == SegmentsIn + QueueFullEvents.
+//	EventsIn == SegmentsIn + QueueFullEvents + ShutdownEvents
+//
+// (see StatsSnapshot.EventsAccounted).
 //
 // For connections, ConnsTracked == ConnsOpened - (sum of Closed*).
 type Stats struct {
@@ -24,6 +27,7 @@ type Stats struct {
 	QueueFullBatches  atomic.Uint64 // batches dropped because a shard queue was full
 	DamageOverflow    atomic.Uint64 // a shard's damaged-flow list overflowed: all its connections got a Gap
 	BatchesDispatched atomic.Uint64 // batches handed to shards
+	ShutdownEvents    atomic.Uint64 // events queued to a shard that had stopped (ctx cancelled)
 
 	// Segment outcomes (exactly one per segment).
 	SegmentsIn   atomic.Uint64
@@ -64,7 +68,7 @@ type Stats struct {
 
 // StatsSnapshot is a plain copy of Stats.
 type StatsSnapshot struct {
-	EventsIn, QueueFullEvents, QueueFullBatches, DamageOverflow, BatchesDispatched uint64
+	EventsIn, QueueFullEvents, QueueFullBatches, DamageOverflow, BatchesDispatched, ShutdownEvents uint64
 
 	SegmentsIn, SegInOrder, SegHeld, SegDuplicate, SegEmpty, SegNoConn, SegMalformed uint64
 
@@ -84,7 +88,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	return StatsSnapshot{
 		EventsIn: s.EventsIn.Load(), QueueFullEvents: s.QueueFullEvents.Load(),
 		QueueFullBatches: s.QueueFullBatches.Load(), DamageOverflow: s.DamageOverflow.Load(),
-		BatchesDispatched: s.BatchesDispatched.Load(),
+		BatchesDispatched: s.BatchesDispatched.Load(), ShutdownEvents: s.ShutdownEvents.Load(),
 
 		SegmentsIn: s.SegmentsIn.Load(), SegInOrder: s.SegInOrder.Load(), SegHeld: s.SegHeld.Load(),
 		SegDuplicate: s.SegDuplicate.Load(), SegEmpty: s.SegEmpty.Load(), SegNoConn: s.SegNoConn.Load(),
@@ -112,6 +116,7 @@ func (s *StatsSnapshot) Add(o StatsSnapshot) {
 	s.QueueFullBatches += o.QueueFullBatches
 	s.DamageOverflow += o.DamageOverflow
 	s.BatchesDispatched += o.BatchesDispatched
+	s.ShutdownEvents += o.ShutdownEvents
 	s.SegmentsIn += o.SegmentsIn
 	s.SegInOrder += o.SegInOrder
 	s.SegHeld += o.SegHeld
@@ -146,6 +151,12 @@ func (s *StatsSnapshot) Add(o StatsSnapshot) {
 // SegmentsIn.
 func (s *StatsSnapshot) SegmentsAccounted() uint64 {
 	return s.SegInOrder + s.SegHeld + s.SegDuplicate + s.SegEmpty + s.SegNoConn + s.SegMalformed
+}
+
+// EventsAccounted is what became of the Dispatcher's events; after Close it
+// equals EventsIn.
+func (s *StatsSnapshot) EventsAccounted() uint64 {
+	return s.SegmentsIn + s.QueueFullEvents + s.ShutdownEvents
 }
 
 // Closed is the number of connections closed for any reason.
