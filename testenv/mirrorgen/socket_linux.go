@@ -65,6 +65,7 @@ func (m *mmsg) send(fd int, dropped *atomic.Uint64) error {
 // veth, the frames arrive at the peer, where the XDP program runs. It needs
 // CAP_NET_RAW.
 type PacketWriter struct {
+	iface   string
 	fd      int
 	m       mmsg
 	dropped atomic.Uint64
@@ -90,7 +91,7 @@ func NewPacketWriter(iface string) (*PacketWriter, error) {
 	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20) != nil {
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 8<<20)
 	}
-	return &PacketWriter{fd: fd}, nil
+	return &PacketWriter{iface: iface, fd: fd}, nil
 }
 
 // WriteFrames implements Writer.
@@ -100,7 +101,11 @@ func (w *PacketWriter) WriteFrames(frames [][]byte) error {
 		w.m.add(f)
 	}
 	if err := w.m.send(w.fd, &w.dropped); err != nil {
-		return fmt.Errorf("mirrorgen: AF_PACKET %w", err)
+		if errors.Is(err, unix.EMSGSIZE) {
+			return fmt.Errorf("AF_PACKET on %s: %w: a frame is longer than the interface MTU allows; "+
+				"raise it (a mirror target needs the source MTU + 50 bytes) or lower MSS / PacketLength", w.iface, err)
+		}
+		return fmt.Errorf("AF_PACKET on %s: %w", w.iface, err)
 	}
 	return nil
 }
@@ -179,7 +184,7 @@ func (w *UDPWriter) WriteFrames(frames [][]byte) error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("mirrorgen: UDP %w", errors.Join(errs...))
+		return fmt.Errorf("UDP: %w", errors.Join(errs...))
 	}
 	return nil
 }

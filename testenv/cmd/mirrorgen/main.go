@@ -29,7 +29,11 @@ import (
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "mirrorgen:", err)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "mirrorgen:") {
+			msg = "mirrorgen: " + msg
+		}
+		fmt.Fprintln(os.Stderr, msg)
 		os.Exit(1)
 	}
 }
