@@ -5,6 +5,7 @@
 #   sudo scripts/lab.sh status [--name shadowtap-lab]
 #   sudo scripts/lab.sh down [--name shadowtap-lab]
 #   sudo scripts/lab.sh serve [--name shadowtap-lab] [--in prod|shadow] [--addr :8080]
+#   sudo scripts/lab.sh sweep    # remove labs of test processes that were killed
 #
 # up and status print KEY=VALUE lines (PROD_NS, RECV_NS, RECV_IFACE, VNI,
 # MIRROR_SOURCE_CIDR, ...): `eval "$(sudo scripts/lab.sh up)"`.

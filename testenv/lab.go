@@ -306,6 +306,9 @@ func (l *Lab) steps() []step {
 			"local", local, "remote", remote, "dstport", strconv.Itoa(int(l.VXLANPort)),
 			"dev", ProdMirrorIface, "nolearning", "ttl", "64"),
 		ip(p, "link", "set", VXLANIface, "mtu", strconv.Itoa(vxMTU)),
+		// vx0 carries the mirror copies and nothing of its own: no IPv6
+		// link-local address, router solicitations or MLD reports.
+		step{ns: p, args: []string{"sysctl", "-qw", "net.ipv6.conf." + VXLANIface + ".disable_ipv6=1"}},
 		noOffload(p, VXLANIface, false),
 		up(p, VXLANIface),
 		tc(p, "qdisc", "add", "dev", ProdIface, "clsact"),
@@ -512,4 +515,113 @@ func (l *Lab) Env() []string {
 		"CLIENT_MTU=" + strconv.Itoa(l.ClientMTU),
 		"RECEIVER_MTU=" + strconv.Itoa(l.ReceiverMTU),
 	}
+}
+
+// LinkStats are an interface's counters, as `ip -s link` shows them.
+type LinkStats struct {
+	RxPackets, RxBytes, RxDropped uint64
+	TxPackets, TxBytes, TxDropped uint64
+}
+
+// LinkStats reads the counters of dev in namespace ns, for instance
+// l.LinkStats(ctx, l.RecvNS, l.RecvIface) for the mirror packets that arrived,
+// or l.LinkStats(ctx, l.ProdNS, VXLANIface) for the copies the mirror sent.
+func (l *Lab) LinkStats(ctx context.Context, ns, dev string) (LinkStats, error) {
+	out, err := exec.CommandContext(ctx, "ip", "-n", ns, "-j", "-s", "link", "show", "dev", dev).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, bytes.TrimSpace(ee.Stderr))
+		}
+		return LinkStats{}, fmt.Errorf("reading counters of %s in namespace %s: %w", dev, ns, err)
+	}
+	type dir struct {
+		Bytes   uint64 `json:"bytes"`
+		Packets uint64 `json:"packets"`
+		Dropped uint64 `json:"dropped"`
+	}
+	var links []struct {
+		Stats struct {
+			RX dir `json:"rx"`
+			TX dir `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal(out, &links); err != nil || len(links) != 1 {
+		return LinkStats{}, fmt.Errorf("reading counters of %s in namespace %s: unexpected output of ip -j -s link: %q", dev, ns, out)
+	}
+	s := links[0].Stats
+	return LinkStats{
+		RxPackets: s.RX.Packets, RxBytes: s.RX.Bytes, RxDropped: s.RX.Dropped,
+		TxPackets: s.TX.Packets, TxBytes: s.TX.Bytes, TxDropped: s.TX.Dropped,
+	}, nil
+}
+
+// SetMirror turns the mirror session off (false) or on again (true) by
+// removing or restoring the tc rules on production's interface. Traffic
+// between client and prod flows either way; with the mirror off nothing
+// reaches recv, so a test can start a connection unseen and let the receiver
+// join it mid-stream. It is idempotent.
+func (l *Lab) SetMirror(ctx context.Context, enabled bool) error {
+	out, err := exec.CommandContext(ctx, "tc", "-n", l.ProdNS, "qdisc", "show", "dev", ProdIface).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("reading tc qdiscs of %s in %s: %w: %s", ProdIface, l.ProdNS, err, bytes.TrimSpace(out))
+	}
+	present := bytes.Contains(out, []byte("clsact"))
+	switch {
+	case enabled == present:
+		return nil
+	case !enabled:
+		return run(ctx, l.log, "tc", "-n", l.ProdNS, "qdisc", "del", "dev", ProdIface, "clsact")
+	}
+	for _, s := range l.steps() {
+		if len(s.args) > 3 && s.args[0] == "tc" {
+			if err := run(ctx, l.log, s.args...); err != nil {
+				return fmt.Errorf("turning the mirror on: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// RemoveStale removes the namespaces of labs that UniqueName named for a
+// process that no longer runs (a test binary killed before its cleanup), and
+// returns the names it removed. Labs of running processes and labs with
+// other names are left alone.
+func RemoveStale(logger *slog.Logger) ([]string, error) {
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ents, err := os.ReadDir(netnsDir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", netnsDir, err)
+	}
+	var stale []string
+	for _, e := range ents {
+		// <prefix>-<pid>-<8 hex>-<role>
+		parts := strings.Split(e.Name(), "-")
+		if len(parts) < 4 {
+			continue
+		}
+		role, rnd, pidS := parts[len(parts)-1], parts[len(parts)-2], parts[len(parts)-3]
+		switch role {
+		case "client", "prod", "recv", "shadow":
+		default:
+			continue
+		}
+		if _, err := hex.DecodeString(rnd); err != nil || len(rnd) != 8 {
+			continue
+		}
+		pid, err := strconv.Atoi(pidS)
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue
+		}
+		stale = append(stale, e.Name())
+	}
+	return stale, removeNamespaces(logger, stale)
 }

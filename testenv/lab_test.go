@@ -3,9 +3,12 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -320,3 +323,30 @@ func atoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+func TestRemoveStale(t *testing.T) {
+	RequireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// PIDs above pid_max (at most 4194304) never run.
+	dead := "ststale-999999999-0badc0de-prod"
+	alive := UniqueName("ststale") + "-prod"
+	for _, ns := range []string{dead, alive} {
+		if err := run(ctx, slogDiscard(), "ip", "netns", "add", ns); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = removeNamespaces(slogDiscard(), []string{ns}) })
+	}
+	removed, err := RemoveStale(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(removed, dead) || slices.Contains(removed, alive) {
+		t.Errorf("RemoveStale removed %v; want %s and not %s", removed, dead, alive)
+	}
+	if namespaceExists(dead) || !namespaceExists(alive) {
+		t.Errorf("after RemoveStale: %s exists %v, %s exists %v", dead, namespaceExists(dead), alive, namespaceExists(alive))
+	}
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -287,3 +287,70 @@ func setRcvBuf(t *testing.T, pc net.PacketConn, n int) {
 		t.Fatalf("SO_RCVBUFFORCE: %v %v", err, serr)
 	}
 }
+
+func TestSetMirrorAndLinkStats(t *testing.T) {
+	l := NewLab(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := StartHTTPServer(ctx, l, l.ProdNS, ":8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	pc, err := l.ListenPacket(l.RecvNS, "udp", ":4789")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	setRcvBuf(t, pc, 8<<20)
+	// drain counts the datagrams that arrive until the mirror is quiet.
+	drain := func() int {
+		n := 0
+		buf := make([]byte, 65536)
+		for {
+			_ = pc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return n
+			}
+			n++
+		}
+	}
+	get := func() {
+		t.Helper()
+		if _, err := l.KeepAlive(ctx, l.ClientNS, HostPort(l.ProdAddr4, 8080), Request{Target: "/size/20000"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name    string
+		enabled bool
+		wantAny bool
+	}{
+		{"off", false, false},
+		{"off again", false, false},
+		{"on", true, true},
+		{"on again", true, true},
+	}
+	for _, tt := range tests {
+		before, err := l.LinkStats(ctx, l.RecvNS, l.RecvIface)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.SetMirror(ctx, tt.enabled); err != nil {
+			t.Fatalf("%s: SetMirror(%v): %v", tt.name, tt.enabled, err)
+		}
+		get()
+		n := drain()
+		after, err := l.LinkStats(ctx, l.RecvNS, l.RecvIface)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := n > 0; got != tt.wantAny {
+			t.Errorf("%s: %d mirror datagrams arrived", tt.name, n)
+		}
+		// Every datagram read came in on the receiver interface.
+		if rx := after.RxPackets - before.RxPackets; rx < uint64(n) {
+			t.Errorf("%s: %s counted %d packets, the socket read %d", tt.name, l.RecvIface, rx, n)
+		}
+	}
+}

@@ -6,6 +6,7 @@
 //	lab down   [--name N]
 //	lab status [--name N]
 //	lab serve  [--name N] [--in prod|shadow] [--addr :8080]
+//	lab sweep  (removes labs left by test processes that no longer run)
 //
 // up and status print the lab as KEY=VALUE lines (LAB_NAME, CLIENT_NS,
 // PROD_NS, RECV_NS, SHADOW_NS, RECV_IFACE, PROD_ADDR4, MIRROR_SOURCE_CIDR,
@@ -39,7 +40,7 @@ func main() {
 	}
 }
 
-const usage = `usage: lab up|down|status|serve [flags]   (lab COMMAND -h for flags)`
+const usage = `usage: lab up|down|status|serve|sweep [flags]   (lab COMMAND -h for flags)`
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -61,7 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.BoolVar(&opt.OuterIPv6, "outer-ipv6", false, "send the mirror over IPv6")
 		fs.IntVar(&opt.ClientMTU, "client-mtu", testenv.DefaultClientMTU, "MTU of the client<->prod link")
 		fs.IntVar(&opt.ReceiverMTU, "receiver-mtu", testenv.DefaultReceiverMTU, "MTU of the prod<->recv link")
-	case "down", "status":
+	case "down", "status", "sweep":
 	case "serve":
 		fs.StringVar(&in, "in", "prod", "namespace role to serve in: client, prod, recv or shadow")
 		fs.StringVar(&addr, "addr", ":8080", "listen address")
@@ -105,6 +106,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	case "down":
 		return testenv.Remove(*name, log)
+	case "sweep":
+		removed, err := testenv.RemoveStale(log)
+		for _, ns := range removed {
+			fmt.Fprintln(stdout, "removed", ns)
+		}
+		return err
 	case "status":
 		l, err := testenv.Open(ctx, *name, log)
 		if err != nil {
