@@ -54,7 +54,27 @@ const (
 	RespClosed                     // the connection ended (FIN, RST, idle, evicted) first
 	RespTooLarge                   // the response went beyond the limits (Resp set, TooLarge)
 	RespGaveUp                     // parsing of the response direction stopped (not HTTP, upgrade)
+	RespOverflow                   // too many requests were waiting for a response on the connection
 )
+
+// String returns a short name for the reason.
+func (r NoResponse) String() string {
+	switch r {
+	case RespOK:
+		return "ok"
+	case RespGap:
+		return "gap"
+	case RespClosed:
+		return "closed"
+	case RespTooLarge:
+		return "too_large"
+	case RespGaveUp:
+		return "gave_up"
+	case RespOverflow:
+		return "overflow"
+	}
+	return "unknown"
+}
 
 // Exchange is a request and, once it completes, production's response, on
 // one connection. Exchanges come from a pool: a Sink that keeps one beyond
@@ -66,8 +86,18 @@ type Exchange struct {
 	Resp   *Response
 	Reason NoResponse
 
+	resp Response // storage that Resp points to once the response is paired
+	qb   bufs     // request buffers (Req.Head, Req.Fields, Req.Body are views of them)
+	sb   bufs     // response buffers, travel with resp
 	refs atomic.Int32
 	pool *pool
+}
+
+// bufs are the reusable buffers of one message.
+type bufs struct {
+	head   []byte
+	body   []byte
+	fields []Field
 }
 
 // Retain adds a reference; pair with Release.

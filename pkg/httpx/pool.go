@@ -1,6 +1,15 @@
 package httpx
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/shadowtap/shadowtap/pkg/flow"
+)
+
+// maxPooledBuf is the largest buffer capacity kept when an exchange returns
+// to the pool; bigger buffers (a rare large body) are left to the GC so that
+// idle pools do not pin memory.
+const maxPooledBuf = 1 << 20
 
 // pool recycles exchanges and their buffers so that steady-state parsing
 // does not allocate.
@@ -19,12 +28,25 @@ func (p *pool) get() *Exchange {
 }
 
 func (p *pool) put(e *Exchange) {
-	// Keep the buffers' capacity, forget their contents.
-	e.Req = Request{Head: e.Req.Head[:0], Fields: e.Req.Fields[:0], Body: e.Req.Body[:0]}
-	if e.Resp != nil {
-		r := e.Resp
-		*r = Response{Head: r.Head[:0], Fields: r.Fields[:0], Body: r.Body[:0]}
-	}
+	e.qb.reset()
+	e.sb.reset()
+	// Forget the contents, keep the buffers. Resp must be cleared: a recycled
+	// exchange must not point at a previous response.
+	e.Req = Request{}
+	e.resp = Response{}
+	e.Resp = nil
+	e.Conn = flow.Key{}
 	e.Seq, e.Reason = 0, RespOK
 	p.p.Put(e)
+}
+
+func (b *bufs) reset() {
+	if cap(b.head) > maxPooledBuf {
+		b.head = nil
+	}
+	if cap(b.body) > maxPooledBuf {
+		b.body = nil
+	}
+	clear(b.fields) // drop views into the old head
+	b.head, b.body, b.fields = b.head[:0], b.body[:0], b.fields[:0]
 }

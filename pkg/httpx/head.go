@@ -1,0 +1,388 @@
+package httpx
+
+import (
+	"bytes"
+	"errors"
+)
+
+// Errors of head parsing; they only choose a counter, never reach a log with
+// header values.
+var (
+	errStartLine = errors.New("httpx: malformed start line")
+	errField     = errors.New("httpx: malformed header field")
+	errLength    = errors.New("httpx: bad Content-Length")
+	errEncoding  = errors.New("httpx: unsupported Transfer-Encoding")
+)
+
+// tchar reports the token characters of RFC 9110 5.6.2.
+var tchar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// maxMethod bounds a method token on a synchronised stream.
+const maxMethod = 32
+
+// knownMethods are the methods a resync accepts at the start of a request
+// line: scanning a body for a request line must not take any token for one.
+var knownMethods = [...]string{
+	"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
+	"PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "SEARCH", "REPORT",
+}
+
+// methodStart marks the first letters of knownMethods.
+var methodStart = func() (t [256]bool) {
+	for _, m := range knownMethods {
+		t[m[0]] = true
+	}
+	return t
+}()
+
+func knownMethodPrefix(b []byte, whole bool) bool {
+	for _, m := range knownMethods {
+		if len(b) <= len(m) && string(b) == m[:len(b)] && (!whole || len(b) == len(m)) {
+			return true
+		}
+	}
+	return false
+}
+
+// framing is what a head says about the body that follows.
+type framing struct {
+	length  int64 // Content-Length, -1 when absent
+	chunked bool  // Transfer-Encoding ends in chunked
+	te      bool  // Transfer-Encoding present
+	upgrade bool  // an Upgrade field is present
+}
+
+// nextLine splits b at the first LF. The line is returned without its CRLF
+// or LF; ok is false when there is no LF or the line holds a bare CR.
+func nextLine(b []byte) (line, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 0 {
+		return nil, nil, false
+	}
+	line, rest = b[:i], b[i+1:]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	if bytes.IndexByte(line, '\r') >= 0 {
+		return nil, nil, false
+	}
+	return line, rest, true
+}
+
+// validProto accepts HTTP/1.0 to HTTP/1.9.
+func validProto(p []byte) bool {
+	return len(p) == 8 && string(p[:7]) == "HTTP/1." && p[7] >= '0' && p[7] <= '9'
+}
+
+// parseRequestHead fills r's views from head (which ends with its blank line).
+func parseRequestHead(r *Request, head []byte, fields []Field) ([]Field, framing, error) {
+	line, rest, ok := nextLine(head)
+	if !ok {
+		return fields, framing{}, errStartLine
+	}
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 || sp1 > maxMethod {
+		return fields, framing{}, errStartLine
+	}
+	for _, c := range line[:sp1] {
+		if !tchar[c] {
+			return fields, framing{}, errStartLine
+		}
+	}
+	sp2 := bytes.IndexByte(line[sp1+1:], ' ')
+	if sp2 <= 0 {
+		return fields, framing{}, errStartLine
+	}
+	sp2 += sp1 + 1
+	target := line[sp1+1 : sp2]
+	for _, c := range target {
+		if c < 0x21 || c == 0x7f {
+			return fields, framing{}, errStartLine
+		}
+	}
+	if !validProto(line[sp2+1:]) {
+		return fields, framing{}, errStartLine
+	}
+	r.Method, r.Target, r.Proto = line[:sp1], target, line[sp2+1:]
+	fields, fr, err := parseFields(rest, fields)
+	if err == nil && fr.te && !fr.chunked {
+		err = errEncoding
+	}
+	if err == nil && fr.te {
+		// Only "chunked" alone is understood on a request (as net/http).
+		if v := Get(fields, "Transfer-Encoding"); !bytes.EqualFold(v, []byte("chunked")) {
+			err = errEncoding
+		}
+	}
+	return fields, fr, err
+}
+
+// parseResponseHead fills r's views from head.
+func parseResponseHead(r *Response, head []byte, fields []Field) ([]Field, framing, error) {
+	line, rest, ok := nextLine(head)
+	if !ok || len(line) < 12 || !validProto(line[:8]) || line[8] != ' ' {
+		return fields, framing{}, errStartLine
+	}
+	st := 0
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return fields, framing{}, errStartLine
+		}
+		st = st*10 + int(c-'0')
+	}
+	if st < 100 {
+		return fields, framing{}, errStartLine
+	}
+	var reason []byte
+	if len(line) > 12 {
+		if line[12] != ' ' {
+			return fields, framing{}, errStartLine
+		}
+		reason = line[13:]
+		for _, c := range reason {
+			if (c < 0x20 && c != '\t') || c == 0x7f {
+				return fields, framing{}, errStartLine
+			}
+		}
+	}
+	r.Proto, r.Status, r.Reason = line[:8], st, reason
+	return parseFields(rest, fields)
+}
+
+// parseFields parses header lines through the blank line.
+func parseFields(b []byte, fields []Field) ([]Field, framing, error) {
+	fr := framing{length: -1}
+	for {
+		line, rest, ok := nextLine(b)
+		if !ok {
+			return fields, fr, errField
+		}
+		b = rest
+		if len(line) == 0 {
+			return fields, fr, nil
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return fields, fr, errField // obsolete line folding
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return fields, fr, errField
+		}
+		name := line[:colon]
+		for _, c := range name {
+			if !tchar[c] {
+				return fields, fr, errField
+			}
+		}
+		v := line[colon+1:]
+		for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+			v = v[1:]
+		}
+		for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+			v = v[:len(v)-1]
+		}
+		for _, c := range v {
+			if (c < 0x20 && c != '\t') || c == 0x7f {
+				return fields, fr, errField
+			}
+		}
+		fields = append(fields, Field{Name: name, Value: v})
+		switch len(name) {
+		case 14:
+			if bytes.EqualFold(name, []byte("Content-Length")) {
+				n, ok := parseLength(v)
+				if !ok || (fr.length >= 0 && fr.length != n) {
+					return fields, fr, errLength
+				}
+				fr.length = n
+			}
+		case 17:
+			if bytes.EqualFold(name, []byte("Transfer-Encoding")) {
+				fr.te = true
+				fr.chunked = lastTokenChunked(v)
+			}
+		case 7:
+			if bytes.EqualFold(name, []byte("Upgrade")) {
+				fr.upgrade = true
+			}
+		}
+	}
+}
+
+func parseLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+func lastTokenChunked(v []byte) bool {
+	if i := bytes.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
+	}
+	v = bytes.TrimSpace(v)
+	return bytes.EqualFold(v, []byte("chunked"))
+}
+
+// Line matcher used to resynchronise: it checks, byte by byte, that the
+// bytes seen so far can begin a request line (known method SP target SP
+// HTTP/1.x CRLF) or a status line (HTTP/1.x SP 3DIGIT [SP reason] CRLF).
+type matcher struct {
+	resp  bool
+	max   int // longest line accepted
+	phase uint8
+	n     int
+}
+
+const (
+	mFail = -1
+	mMore = 0
+	mDone = 1
+)
+
+const maxStatusLine = 1024
+
+func (m *matcher) reset() { m.phase, m.n = 0, 0 }
+
+// check validates line[i], the next byte of the candidate line[:i+1].
+func (m *matcher) check(line []byte, i int) int {
+	c := line[i]
+	if i >= m.max {
+		return mFail
+	}
+	if m.resp {
+		return m.checkStatus(c)
+	}
+	switch m.phase {
+	case 0: // method
+		if c == ' ' {
+			if !knownMethodPrefix(line[:i], true) {
+				return mFail
+			}
+			m.phase, m.n = 1, 0
+			return mMore
+		}
+		if !knownMethodPrefix(line[:i+1], false) {
+			return mFail
+		}
+	case 1: // target
+		if c == ' ' && m.n > 0 {
+			m.phase, m.n = 2, 0
+			return mMore
+		}
+		if c < 0x21 || c == 0x7f {
+			return mFail
+		}
+		m.n++
+	case 2: // HTTP/1.x
+		if m.n < 7 {
+			if c != "HTTP/1."[m.n] {
+				return mFail
+			}
+			m.n++
+			return mMore
+		}
+		if c < '0' || c > '9' {
+			return mFail
+		}
+		m.phase = 3
+	case 3:
+		switch c {
+		case '\r':
+			m.phase = 4
+		case '\n':
+			return mDone
+		default:
+			return mFail
+		}
+	case 4:
+		if c == '\n' {
+			return mDone
+		}
+		return mFail
+	}
+	return mMore
+}
+
+func (m *matcher) checkStatus(c byte) int {
+	switch m.phase {
+	case 0: // HTTP/1.x
+		if m.n < 7 {
+			if c != "HTTP/1."[m.n] {
+				return mFail
+			}
+			m.n++
+			return mMore
+		}
+		if c < '0' || c > '9' {
+			return mFail
+		}
+		m.phase = 1
+	case 1:
+		if c != ' ' {
+			return mFail
+		}
+		m.phase, m.n = 2, 0
+	case 2: // status code
+		if c < '0' || c > '9' || (m.n == 0 && c == '0') {
+			return mFail
+		}
+		m.n++
+		if m.n == 3 {
+			m.phase = 3
+		}
+	case 3:
+		switch c {
+		case ' ':
+			m.phase = 4
+		case '\r':
+			m.phase = 5
+		case '\n':
+			return mDone
+		default:
+			return mFail
+		}
+	case 4: // reason
+		switch {
+		case c == '\r':
+			m.phase = 5
+		case c == '\n':
+			return mDone
+		case (c < 0x20 && c != '\t') || c == 0x7f:
+			return mFail
+		}
+	case 5:
+		if c == '\n' {
+			return mDone
+		}
+		return mFail
+	}
+	return mMore
+}
+
+// startByte reports whether c can begin a line the matcher accepts.
+func (m *matcher) startByte(c byte) bool {
+	if m.resp {
+		return c == 'H'
+	}
+	return methodStart[c]
+}

@@ -1,0 +1,602 @@
+package httpx
+
+import (
+	"bytes"
+)
+
+// state of one direction's parser.
+type state uint8
+
+const (
+	stIdle       state = iota // between messages, synchronised
+	stHead                    // reading a head
+	stBody                    // Content-Length body
+	stChunkSize               // chunk-size line (with extensions)
+	stChunkData               // chunk data
+	stChunkEnd                // CRLF after chunk data
+	stTrailer                 // trailer section of a chunked body
+	stUntilClose              // response body delimited by the end of the connection
+	stResync                  // scanning for the next start line
+	stPaused                  // ignoring input (request side after CONNECT)
+	stDead                    // connection given up
+)
+
+// maxChunkLine bounds a chunk-size line with its extensions.
+const maxChunkLine = 4096
+
+// half parses one direction of a connection.
+type half struct {
+	c    *conn
+	resp bool
+	st   state
+
+	ex   *Exchange // message in progress (for a response: a holder of resp/sb)
+	b    *bufs     // its buffers
+	m    *Request  // request in progress (nil on the response side)
+	r    *Response // response in progress (nil on the request side)
+	head bool      // the head of the message in progress is parsed
+
+	nl       uint8 // head end detection: 1 after LF, 2 after LF CR
+	early    int   // first-line check: method bytes (request) or "HTTP/1." bytes matched (response); -1 done
+	remain   int64 // body or chunk bytes still to come
+	bodyLen  int64
+	tooLarge bool
+	chunked  bool
+	cr       bool   // CR seen (chunk end, chunk-size line)
+	csDigits int    // chunk-size digits
+	csVal    uint64 // chunk size
+	csExt    bool   // in chunk extensions
+	csLen    int    // chunk-size line length
+	trLine   int    // bytes on the current trailer line
+	trTotal  int    // trailer bytes
+
+	mt      matcher
+	line    []byte // resync candidate line
+	lineTs  uint64
+	skipped int64 // bytes skipped since the last resync
+
+	parsedAny bool // a message was parsed or resynchronised on this direction
+	pairable  bool // request side: the request in progress may be paired
+	upgrade   bool // request side: the last request carried Upgrade
+	last      uint64
+}
+
+func (p *half) init(c *conn, resp bool) {
+	p.c, p.resp = c, resp
+	p.mt = matcher{resp: resp, max: c.f.cfg.MaxHeaderBytes}
+	if resp && p.mt.max > maxStatusLine {
+		p.mt.max = maxStatusLine
+	}
+}
+
+func (p *half) inMessage() bool {
+	return p.st >= stHead && p.st <= stUntilClose
+}
+
+// data consumes in-order bytes of this direction.
+func (p *half) data(b []byte, ts uint64) {
+	for len(b) > 0 {
+		switch p.st {
+		case stIdle:
+			i := 0
+			for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
+				i++
+			}
+			b = b[i:]
+			if len(b) == 0 {
+				return
+			}
+			p.begin(ts)
+		case stHead:
+			b = p.headBytes(b, ts)
+		case stBody, stChunkData:
+			b = p.bodyBytes(b, ts)
+		case stChunkSize:
+			b = p.chunkSize(b, ts)
+		case stChunkEnd:
+			c := b[0]
+			b = b[1:]
+			switch {
+			case c == '\r' && !p.cr:
+				p.cr = true
+			case c == '\n':
+				p.st, p.csDigits, p.csVal, p.csExt, p.csLen, p.cr = stChunkSize, 0, 0, false, 0, false
+			default:
+				p.malformed(ts)
+			}
+		case stTrailer:
+			b = p.trailer(b, ts)
+		case stUntilClose:
+			p.last = ts
+			p.appendBody(b)
+			return
+		case stResync:
+			b = p.resync(b, ts)
+		default: // stPaused, stDead
+			return
+		}
+	}
+}
+
+// begin starts a message at a synchronised position.
+func (p *half) begin(ts uint64) {
+	p.ex = p.c.f.pool.get()
+	if p.resp {
+		p.b, p.r = &p.ex.sb, &p.ex.resp
+		p.r.Start = ts
+	} else {
+		p.b, p.m = &p.ex.qb, &p.ex.Req
+		p.m.Start = ts
+		p.pairable = p.c.requestStarts()
+	}
+	p.st, p.head, p.nl, p.early = stHead, false, 0, 0
+	p.remain, p.bodyLen, p.tooLarge, p.chunked, p.cr = 0, 0, false, false, false
+	p.last = ts
+}
+
+// drop abandons the message in progress.
+func (p *half) drop() {
+	if p.ex != nil {
+		p.ex.Release()
+		p.ex, p.b, p.m, p.r = nil, nil, nil, nil
+	}
+	p.head = false
+}
+
+// toResync starts scanning for the next start line.
+func (p *half) toResync() {
+	p.drop()
+	p.st = stResync
+	p.line = p.line[:0]
+	p.mt.reset()
+	p.skipped = 0
+}
+
+// firstLine checks, as the bytes come, that a synchronised message starts
+// like HTTP: a token then SP (request), or "HTTP/1." (response). It reports
+// false on bytes that cannot start a message.
+func (p *half) firstLine(b []byte) bool {
+	for _, c := range b {
+		if p.resp {
+			if c != "HTTP/1."[p.early] {
+				return false
+			}
+			p.early++
+			if p.early == 7 {
+				p.early = -1
+				return true
+			}
+			continue
+		}
+		if c == ' ' {
+			if p.early == 0 {
+				return false
+			}
+			p.early = -1
+			return true
+		}
+		if !tchar[c] || p.early >= maxMethod {
+			return false
+		}
+		p.early++
+	}
+	return true
+}
+
+func (p *half) headBytes(b []byte, ts uint64) []byte {
+	if p.early >= 0 && !p.firstLine(b) {
+		p.notStart(ts)
+		return nil
+	}
+	i, end := 0, -1
+	for i < len(b) {
+		switch p.nl {
+		case 1:
+			if b[i] == '\n' {
+				end = i
+			} else if b[i] == '\r' {
+				p.nl = 2
+				i++
+				continue
+			}
+		case 2:
+			if b[i] == '\n' {
+				end = i
+			}
+		}
+		if end >= 0 {
+			break
+		}
+		p.nl = 0
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			i = len(b)
+			break
+		}
+		i += j + 1
+		p.nl = 1
+	}
+	n := len(b)
+	if end >= 0 {
+		n = end + 1
+	}
+	if len(p.b.head)+n > p.c.f.cfg.MaxHeaderBytes {
+		p.headTooLarge(ts)
+		return nil
+	}
+	p.b.head = append(p.b.head, b[:n]...)
+	if end >= 0 {
+		p.headDone(ts)
+	}
+	return b[n:]
+}
+
+// notStart handles bytes that cannot start a message on a synchronised
+// stream: the connection's first message gives it up as not HTTP; later it
+// is a malformed message.
+func (p *half) notStart(ts uint64) {
+	if !p.parsedAny {
+		p.drop()
+		kind := gaveUpNotHTTP
+		if !p.resp && p.upgrade {
+			kind = gaveUpUpgrade
+		}
+		p.c.giveUp(kind)
+		return
+	}
+	p.malformed(ts)
+}
+
+// malformed drops the message in progress and resynchronises; pairing
+// becomes uncertain as after a gap.
+func (p *half) malformed(ts uint64) {
+	st := p.c.f.stats
+	if p.resp {
+		st.respMalformed.Add(1)
+	} else {
+		st.reqMalformed.Add(1)
+		if p.upgrade {
+			// Bytes of the upgraded protocol overtook the 101.
+			p.drop()
+			p.c.giveUp(gaveUpUpgrade)
+			return
+		}
+	}
+	p.c.f.debug("httpx: malformed message", p.c, p.resp)
+	p.lost()
+}
+
+// lost resynchronises this direction after losing bytes of it (gap,
+// malformed message, head beyond the limit) and makes pairing uncertain.
+func (p *half) lost() {
+	p.toResync()
+	if p.resp {
+		p.c.responsesLost()
+	} else {
+		p.c.requestsLost()
+	}
+}
+
+func (p *half) headTooLarge(ts uint64) {
+	st := p.c.f.stats
+	ex := p.ex
+	p.ex, p.b, p.m, p.r = nil, nil, nil, nil
+	if p.resp {
+		st.respTooLarge.Add(1)
+		ex.sb.head = ex.sb.head[:0]
+		ex.resp = Response{TooLarge: true, Start: ex.resp.Start, End: ts}
+		p.st = stResync
+		p.c.responseDone(ex)
+	} else {
+		st.reqTooLarge.Add(1)
+		ex.qb.head = ex.qb.head[:0]
+		ex.Req = Request{TooLarge: true, Start: ex.Req.Start, End: ts}
+		p.st = stResync
+		p.c.requestDone(ex, p.pairable)
+	}
+	if p.st == stResync { // not given up meanwhile
+		p.lost()
+	}
+}
+
+// headDone parses a complete head and chooses how the body is framed.
+func (p *half) headDone(ts uint64) {
+	var fr framing
+	var err error
+	p.head = true
+	if p.resp {
+		p.b.fields, fr, err = parseResponseHead(p.r, p.b.head, p.b.fields[:0])
+	} else {
+		p.b.fields, fr, err = parseRequestHead(p.m, p.b.head, p.b.fields[:0])
+	}
+	if err != nil {
+		p.notStart(ts)
+		return
+	}
+	cfg := &p.c.f.cfg
+	if p.resp {
+		p.r.Head, p.r.Fields = p.b.head, p.b.fields
+		method := p.c.nextRespMethod()
+		s := p.r.Status
+		switch {
+		case s < 200 || s == 204 || s == 304 || string(method) == "HEAD":
+			p.complete(ts)
+			return
+		case string(method) == "CONNECT" && s < 300:
+			p.complete(ts) // a tunnel follows; the pairing gives the connection up
+			return
+		case fr.chunked:
+			p.chunked = true
+		case fr.te:
+			p.st = stUntilClose
+			return
+		case fr.length >= 0:
+			p.remain = fr.length
+		default:
+			p.st = stUntilClose
+			return
+		}
+	} else {
+		p.m.Head, p.m.Fields = p.b.head, p.b.fields
+		p.upgrade = fr.upgrade
+		switch {
+		case fr.chunked:
+			p.chunked = true
+		case fr.length >= 0:
+			p.remain = fr.length
+		}
+	}
+	if p.chunked {
+		p.st, p.csDigits, p.csVal, p.csExt, p.csLen, p.cr = stChunkSize, 0, 0, false, 0, false
+		return
+	}
+	if p.remain > cfg.MaxBodyBytes {
+		p.tooLarge = true
+	}
+	if p.remain == 0 {
+		p.complete(ts)
+		return
+	}
+	p.st = stBody
+}
+
+func (p *half) appendBody(b []byte) {
+	p.bodyLen += int64(len(b))
+	if p.tooLarge {
+		return
+	}
+	if p.bodyLen > p.c.f.cfg.MaxBodyBytes {
+		p.tooLarge = true
+		p.b.body = p.b.body[:0]
+		return
+	}
+	p.b.body = append(p.b.body, b...)
+}
+
+func (p *half) bodyBytes(b []byte, ts uint64) []byte {
+	n := int64(len(b))
+	if n > p.remain {
+		n = p.remain
+	}
+	p.appendBody(b[:n])
+	p.remain -= n
+	if p.remain == 0 {
+		if p.st == stChunkData {
+			p.st, p.cr = stChunkEnd, false
+		} else {
+			p.complete(ts)
+		}
+	}
+	return b[n:]
+}
+
+func (p *half) chunkSize(b []byte, ts uint64) []byte {
+	for i, c := range b {
+		p.csLen++
+		if p.csLen > maxChunkLine {
+			p.malformed(ts)
+			return nil
+		}
+		switch {
+		case c == '\n':
+			if p.csDigits == 0 {
+				p.malformed(ts)
+				return nil
+			}
+			if p.csVal == 0 {
+				p.st, p.trLine, p.trTotal = stTrailer, 0, 0
+				return b[i+1:]
+			}
+			p.st, p.remain = stChunkData, int64(p.csVal)
+			return b[i+1:]
+		case p.cr:
+			p.malformed(ts) // CR not followed by LF
+			return nil
+		case c == '\r':
+			p.cr = true
+		case p.csExt:
+			// chunk extensions are skipped
+		case c == ';' || c == ' ' || c == '\t':
+			p.csExt = true
+		default:
+			v := unhex(c)
+			if v < 0 || p.csDigits >= 15 {
+				p.malformed(ts)
+				return nil
+			}
+			p.csVal = p.csVal<<4 | uint64(v)
+			p.csDigits++
+		}
+	}
+	return nil
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+func (p *half) trailer(b []byte, ts uint64) []byte {
+	for i, c := range b {
+		p.trTotal++
+		if p.trTotal > p.c.f.cfg.MaxHeaderBytes {
+			p.malformed(ts)
+			return nil
+		}
+		switch c {
+		case '\n':
+			if p.trLine == 0 {
+				p.complete(ts)
+				return b[i+1:]
+			}
+			p.trLine = 0
+		case '\r':
+		default:
+			p.trLine++
+		}
+	}
+	return nil
+}
+
+// complete hands the finished message to the connection.
+func (p *half) complete(ts uint64) {
+	ex, b := p.ex, p.b
+	p.ex, p.b, p.m, p.r, p.head = nil, nil, nil, nil, false
+	p.st = stIdle
+	p.parsedAny = true
+	var body []byte
+	if len(b.body) > 0 && !p.tooLarge {
+		body = b.body
+	}
+	if p.resp {
+		r := &ex.resp
+		r.End, r.Body, r.BodyLen, r.TooLarge = ts, body, p.bodyLen, p.tooLarge
+		if p.tooLarge {
+			p.c.f.stats.respTooLarge.Add(1)
+		}
+		p.c.responseDone(ex)
+		return
+	}
+	r := &ex.Req
+	r.End, r.Body, r.Chunked, r.TooLarge = ts, body, p.chunked, p.tooLarge
+	if p.tooLarge {
+		p.c.f.stats.reqTooLarge.Add(1)
+	}
+	p.c.requestDone(ex, p.pairable)
+}
+
+// resync scans for the next start line without buffering more than one
+// candidate line.
+func (p *half) resync(b []byte, ts uint64) []byte {
+	var skipped int64
+	defer func() {
+		if skipped > 0 {
+			if p.resp {
+				p.c.f.stats.respSkipped.Add(uint64(skipped))
+			} else {
+				p.c.f.stats.reqSkipped.Add(uint64(skipped))
+			}
+		}
+	}()
+	max := p.c.f.cfg.MaxResyncBytes
+	for i := 0; i < len(b); i++ {
+		if len(p.line) == 0 {
+			j := i
+			if p.resp {
+				k := bytes.IndexByte(b[i:], 'H')
+				if k < 0 {
+					j = len(b)
+				} else {
+					j = i + k
+				}
+			} else {
+				for j < len(b) && !methodStart[b[j]] {
+					j++
+				}
+			}
+			skipped += int64(j - i)
+			p.skipped += int64(j - i)
+			if p.skipped > max {
+				p.c.giveUp(gaveUpNotHTTP)
+				return nil
+			}
+			if j == len(b) {
+				return nil
+			}
+			i = j
+			p.lineTs = ts
+			p.mt.reset()
+		}
+		p.line = append(p.line, b[i])
+		r := p.mt.check(p.line, len(p.line)-1)
+		if r == mFail {
+			n := p.restart()
+			skipped += int64(n)
+			p.skipped += int64(n)
+			if p.skipped > max {
+				p.c.giveUp(gaveUpNotHTTP)
+				return nil
+			}
+			if len(p.line) == 0 {
+				continue
+			}
+			// the remaining candidate may already be complete
+			if p.line[len(p.line)-1] == '\n' {
+				r = mDone
+			}
+		}
+		if r == mDone {
+			p.resynced()
+			return b[i+1:]
+		}
+	}
+	return nil
+}
+
+// restart drops bytes from the front of a failed candidate until what is
+// left can still begin a start line; it returns how many bytes it dropped.
+func (p *half) restart() int {
+	line := p.line
+	for j := 1; j < len(line); j++ {
+		if !p.mt.startByte(line[j]) {
+			continue
+		}
+		p.mt.reset()
+		ok := true
+		for k := j; k < len(line); k++ {
+			if r := p.mt.check(line[j:], k-j); r == mFail || (r == mDone && k < len(line)-1) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			p.line = line[:copy(line, line[j:])]
+			return j
+		}
+	}
+	p.line = line[:0]
+	p.mt.reset()
+	return len(line)
+}
+
+// resynced starts a message with the candidate start line just found.
+func (p *half) resynced() {
+	st := p.c.f.stats
+	if p.resp {
+		st.respResyncs.Add(1)
+	} else {
+		st.reqResyncs.Add(1)
+	}
+	p.begin(p.lineTs)
+	p.b.head = append(p.b.head, p.line...)
+	p.line = p.line[:0]
+	p.nl, p.early, p.skipped = 1, -1, 0
+	p.parsedAny = true
+}
