@@ -204,10 +204,10 @@ static __always_inline enum parse_result skip_ipv6_ext(struct cursor *c, __u8 *n
 			return PARSE_OK;
 		}
 	}
-	/* More extension headers than we skip: treat as not TCP. */
+	/* More extension headers than we skip: malformed, as far as we care. */
 	if (*nexthdr == IPPROTO_HOPOPTS || *nexthdr == IPPROTO_ROUTING ||
 	    *nexthdr == IPPROTO_DSTOPTS)
-		return PARSE_OTHER;
+		return PARSE_SHORT;
 	if (*nexthdr == IPPROTO_FRAGMENT)
 		return PARSE_FRAGMENT;
 	return PARSE_OK;
@@ -275,14 +275,13 @@ static __always_inline int source_allowed(const struct config *cfg, int v6, stru
 	if (cfg->source_count == 0)
 		return 1;
 
-	struct source_key key = { .prefixlen = 128 };
+	struct source_key key = { .prefixlen = 8 + 128 };
 	if (v6) {
+		key.family = FAMILY_IPV6;
 		__builtin_memcpy(key.addr, &ip6->saddr, 16);
 	} else {
-		/* IPv4-mapped: ::ffff:a.b.c.d */
-		key.addr[10] = 0xff;
-		key.addr[11] = 0xff;
-		__builtin_memcpy(&key.addr[12], &ip4->saddr, 4);
+		key.family = FAMILY_IPV4;
+		__builtin_memcpy(key.addr, &ip4->saddr, 4);
 	}
 	return bpf_map_lookup_elem(&source_allow, &key) != NULL;
 }
@@ -521,15 +520,21 @@ int shadowtap_xdp(struct xdp_md *ctx)
 		goto not_vxlan;
 	if (udph->dest != bpf_htons(cfg->vxlan_port))
 		goto not_vxlan;
-	if (parse_vxlan(&c, &vni) != PARSE_OK)
-		goto not_vxlan;
 
-	if (!vni_allowed(cfg, vni)) {
-		st->pass_vni++;
-		return XDP_PASS;
-	}
+	/* The source is checked before the VXLAN header is read: nothing from
+	 * a source that is not allowed is parsed further or dropped. */
 	if (!source_allowed(cfg, v6, ip4, ip6)) {
 		st->pass_source++;
+		return XDP_PASS;
+	}
+	/* UDP to the VXLAN port from an allowed source: a VXLAN header that is
+	 * cut short or lacks the I flag is a broken mirror packet. */
+	if (parse_vxlan(&c, &vni) != PARSE_OK) {
+		st->drop_malformed++;
+		return XDP_DROP;
+	}
+	if (!vni_allowed(cfg, vni)) {
+		st->pass_vni++;
 		return XDP_PASS;
 	}
 

@@ -92,14 +92,17 @@ struct config {
 };
 
 /*
- * struct source_key is the LPM trie key of "source_allow". IPv4 prefixes are
- * stored IPv4-mapped (::ffff:a.b.c.d, prefix length + 96), so one trie holds
- * both families.
+ * struct source_key is the LPM trie key of "source_allow". The first data
+ * byte is the family (FAMILY_IPV4 or FAMILY_IPV6) and always part of the
+ * prefix (prefixlen = 8 + the address prefix length), so one trie holds both
+ * families and ::/0 does not match IPv4 sources. IPv4 addresses fill the
+ * first 4 bytes of addr.
  */
 struct source_key {
 	__u32 prefixlen;
+	__u8 family;
 	__u8 addr[16];
-};
+} __attribute__((packed));
 
 /* ---- header cursor ---------------------------------------------------- */
 

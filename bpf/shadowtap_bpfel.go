@@ -25,6 +25,7 @@ type ShadowtapConfig struct {
 type ShadowtapSourceKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
+	Family    uint8
 	Addr      [16]uint8
 }
 

@@ -1,0 +1,285 @@
+package xdp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/shadowtap/shadowtap/bpf"
+	"github.com/shadowtap/shadowtap/pkg/event"
+)
+
+// Probe is the loaded XDP program, its maps and the ring buffer reader. It
+// is an event.Source. Attach returns one attached to an interface; Load one
+// that is only loaded (for BPF_PROG_TEST_RUN tests and benchmarks).
+type Probe struct {
+	cfg    Config
+	log    *slog.Logger
+	objs   bpf.ShadowtapObjects
+	reader *ringbuf.Reader
+	link   link.Link // nil when only loaded
+	pinDir string    // "" when nothing is pinned
+}
+
+var _ event.Source = (*Probe)(nil)
+
+// pinnedMaps are the maps pinned under PinRoot/<iface>/. The ring buffer is
+// not pinned: after a kill -9 its memory goes with the program.
+func (p *Probe) pinnedMaps() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		bpf.ShadowtapMapStats:       p.objs.Stats,
+		bpf.ShadowtapMapConfig:      p.objs.Config,
+		bpf.ShadowtapMapVniAllow:    p.objs.VniAllow,
+		bpf.ShadowtapMapSourceAllow: p.objs.SourceAllow,
+		bpf.ShadowtapMapPorts:       p.objs.Ports,
+	}
+}
+
+// Load loads the program and its maps into the kernel and fills the
+// configuration maps from cfg, without attaching anything or pinning (cfg.Iface
+// is not used). Tests and benchmarks run the program with
+// Program().Run(&ebpf.RunOptions{Data: frame}) and read events with Run.
+func Load(cfg Config, log *slog.Logger) (*Probe, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := checkPrivileges(); err != nil {
+		return nil, err
+	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raise RLIMIT_MEMLOCK for BPF maps: %w", err)
+	}
+
+	spec, err := bpf.LoadShadowtap()
+	if err != nil {
+		return nil, fmt.Errorf("read the embedded BPF object: %w", err)
+	}
+	spec.Maps[bpf.ShadowtapMapEvents].MaxEntries = uint32(cfg.RingSize)
+
+	p := &Probe{cfg: cfg, log: log}
+	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("the kernel verifier rejected the XDP program (kernel too old, or a bug in bpf/shadowtap.c): %+v", verr)
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return nil, errPrivileges(err)
+		}
+		return nil, fmt.Errorf("load the XDP program: %w", err)
+	}
+	if err := p.fillMaps(); err != nil {
+		p.objs.Close()
+		return nil, err
+	}
+	p.reader, err = ringbuf.NewReader(p.objs.Events)
+	if err != nil {
+		p.objs.Close()
+		return nil, fmt.Errorf("open the event ring buffer: %w", err)
+	}
+	return p, nil
+}
+
+// fillMaps writes cfg into the program's configuration maps.
+func (p *Probe) fillMaps() error {
+	c := bpf.ShadowtapConfig{
+		VxlanPort:   p.cfg.VXLANPort,
+		VniCount:    uint32(len(p.cfg.VNIs)),
+		SourceCount: uint32(len(p.cfg.Sources)),
+		WakeupBytes: wakeupBytes(p.cfg.RingSize),
+	}
+	if err := p.objs.Config.Put(uint32(0), &c); err != nil {
+		return fmt.Errorf("write the XDP config map: %w", err)
+	}
+	one := uint8(1)
+	for _, vni := range p.cfg.VNIs {
+		if err := p.objs.VniAllow.Put(vni, one); err != nil {
+			return fmt.Errorf("allow VNI %d: %w", vni, err)
+		}
+	}
+	for _, pfx := range p.cfg.Sources {
+		k := sourceKey(pfx)
+		if err := p.objs.SourceAllow.Put(&k, one); err != nil {
+			return fmt.Errorf("allow source %v: %w", pfx, err)
+		}
+	}
+	for _, port := range p.cfg.Ports {
+		if err := p.objs.Ports.Put(uint32(port), one); err != nil {
+			return fmt.Errorf("serve port %d: %w", port, err)
+		}
+	}
+	return nil
+}
+
+// Program returns the loaded XDP program (for BPF_PROG_TEST_RUN).
+func (p *Probe) Program() *ebpf.Program { return p.objs.ShadowtapXdp }
+
+// Attach loads the program with cfg, attaches it to cfg.Iface and pins its
+// maps under cfg.PinRoot/<iface>/. Every error is one line saying what to do.
+// Close detaches it.
+func Attach(cfg Config, log *slog.Logger) (*Probe, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := checkPrivileges(); err != nil {
+		return nil, err
+	}
+	iface, err := lookupIface(cfg.Iface)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkExistingXDP(iface, cfg.Force, log); err != nil {
+		return nil, err
+	}
+	if err := ensureBPFFS(cfg.PinRoot); err != nil {
+		return nil, err
+	}
+
+	p, err := Load(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.attach(iface); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if err := p.pin(filepath.Join(cfg.PinRoot, cfg.Iface)); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// pin pins the maps under dir, replacing stale pins of an earlier run.
+func (p *Probe) pin(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create pin directory %s: %w (is bpffs mounted at /sys/fs/bpf?)", dir, err)
+	}
+	p.pinDir = dir
+	maps := p.pinnedMaps()
+	for name := range maps {
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove stale pin: %w", err)
+		}
+	}
+	for name, m := range maps {
+		path := filepath.Join(dir, name)
+		if err := m.Pin(path); err != nil {
+			return fmt.Errorf("pin map %s at %s: %w", name, path, err)
+		}
+	}
+	return nil
+}
+
+// Close detaches the program, removes the pins and frees the maps. It is
+// safe to call while Run is reading: Run returns.
+func (p *Probe) Close() error {
+	var errs []error
+	if p.link != nil {
+		if err := p.link.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach XDP from %s: %w", p.cfg.Iface, err))
+		}
+		p.link = nil
+	}
+	if p.reader != nil {
+		if err := p.reader.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close ring buffer reader: %w", err))
+		}
+	}
+	if p.pinDir != "" {
+		for _, m := range p.pinnedMaps() {
+			if m == nil {
+				continue
+			}
+			if err := m.Unpin(); err != nil {
+				errs = append(errs, fmt.Errorf("remove pin: %w", err))
+			}
+		}
+		// Only removes the directory when nothing else is in it.
+		_ = os.Remove(p.pinDir)
+		p.pinDir = ""
+	}
+	if err := p.objs.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close BPF objects: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// ctxCheckEvery is how many records Run reads between checks of ctx while
+// the ring never drains.
+const ctxCheckEvery = 1024
+
+// maxRecord is the largest ring buffer record: the header and a full payload.
+const maxRecord = event.HeaderSize + 9000
+
+// Run reads events until ctx is done or the probe is closed, handing each to
+// sink.Segment and calling sink.Flush whenever the ring is drained or the
+// poll timer fires. It does not allocate per event.
+func (p *Probe) Run(ctx context.Context, sink event.Batcher) error {
+	rec := ringbuf.Record{RawSample: make([]byte, 0, maxRecord)}
+	var h event.Header
+	var decodeErrs uint64
+	n := 0
+	p.reader.SetDeadline(time.Now().Add(PollInterval))
+	for {
+		err := p.reader.ReadInto(&rec)
+		switch {
+		case err == nil:
+			payload, derr := event.Decode(rec.RawSample, &h)
+			if derr != nil {
+				// Cannot happen with the program in bpf/; say so once.
+				if decodeErrs == 0 {
+					p.log.Error("xdp: undecodable ring buffer record", "len", len(rec.RawSample), "err", derr)
+				}
+				decodeErrs++
+				continue
+			}
+			sink.Segment(&h, payload)
+			n++
+			if rec.Remaining == 0 {
+				sink.Flush()
+				if ctx.Err() != nil {
+					return nil
+				}
+				p.reader.SetDeadline(time.Now().Add(PollInterval))
+			} else if n%ctxCheckEvery == 0 && ctx.Err() != nil {
+				sink.Flush()
+				return nil
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			sink.Flush()
+			if ctx.Err() != nil {
+				return nil
+			}
+			p.reader.SetDeadline(time.Now().Add(PollInterval))
+		case errors.Is(err, os.ErrClosed):
+			sink.Flush()
+			return nil
+		default:
+			sink.Flush()
+			return fmt.Errorf("read the XDP event ring buffer: %w", err)
+		}
+	}
+}
+
+// Counters returns the program's counters summed over CPUs.
+func (p *Probe) Counters() (event.Counters, error) {
+	return readStats(p.objs.Stats)
+}
