@@ -158,7 +158,7 @@ type recorder struct {
 	reqs []captured
 }
 
-func newRecorder(t testing.TB, h func(w http.ResponseWriter, r *http.Request)) *recorder {
+func newRecorder(t testing.TB, h func(w http.ResponseWriter, r *http.Request), opts ...func(*http.Server)) *recorder {
 	rec := &recorder{}
 	rec.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -170,6 +170,9 @@ func newRecorder(t testing.TB, h func(w http.ResponseWriter, r *http.Request)) *
 		}
 	}))
 	rec.Config.DisableGeneralOptionsHandler = true // let OPTIONS * reach the handler
+	for _, o := range opts {
+		o(rec.Config)
+	}
 	rec.Start()
 	t.Cleanup(rec.Close)
 	return rec

@@ -1,0 +1,521 @@
+package replay
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shadowtap/shadowtap/pkg/httpx"
+)
+
+func get(t testing.TB, path string) *httpx.Exchange {
+	return mkEx(t, "GET "+path+" HTTP/1.1\nHost: shop.example.com", "", testClient)
+}
+
+// TestRateLimit: with a frozen clock, MaxRPS tokens pass per second of
+// clock and the rest are dropped and counted; the tokens come back as the
+// clock moves.
+func TestRateLimit(t *testing.T) {
+	rec := newRecorder(t, nil)
+	cfg := testConfig(mustURL(t, rec.URL))
+	cfg.MaxRPS = 5
+	r, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Unix(1_700_000_000, 0)
+	r.now = func() time.Time { return clock }
+	for range 20 {
+		r.Request(get(t, "/"))
+	}
+	clock = clock.Add(time.Second)
+	for range 20 {
+		r.Request(get(t, "/"))
+	}
+	s := r.Stats().Snapshot()
+	if got := s.Targets[0].DroppedRate; got != 30 {
+		t.Errorf("DroppedRate = %d, want 30", got)
+	}
+	if got := s.Targets[0].Queued; got != 10 {
+		t.Errorf("Queued = %d, want 10", got)
+	}
+	go r.Run(t.Context())
+	if err := r.Drain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s = r.Stats().Snapshot()
+	if got := s.Targets[0].Replayed[Class2xx]; got != 10 {
+		t.Errorf("replayed 2xx = %d, want 10", got)
+	}
+	if n := len(rec.got()); n != 10 {
+		t.Errorf("shadow got %d requests, want 10", n)
+	}
+	if err := s.Check(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestQueueOverflow: a target that does not answer fills its queue; later
+// requests are dropped and counted, and Request never blocks.
+func TestQueueOverflow(t *testing.T) {
+	entered := make(chan struct{}, 100)
+	release := make(chan struct{})
+	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	})
+	cfg := testConfig(mustURL(t, rec.URL))
+	cfg.MaxInflight, cfg.Queue = 1, 3
+	r := start(t, cfg)
+	noHang(t, "Request", func() { r.Request(get(t, "/first")) })
+	<-entered // the only worker is busy now
+	noHang(t, "Request", func() {
+		for range 50 {
+			r.Request(get(t, "/more"))
+		}
+	})
+	s := r.Stats().Snapshot().Targets[0]
+	if s.DroppedQueue != 47 || s.Queued != 3 || s.InFlight != 1 {
+		t.Errorf("dropped %d, queued %d, in flight %d; want 47, 3, 1", s.DroppedQueue, s.Queued, s.InFlight)
+	}
+	close(release)
+	if err := r.stop(t, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	snap := r.Stats().Snapshot()
+	if got := snap.Targets[0].Replayed[Class2xx]; got != 4 {
+		t.Errorf("replayed = %d, want 4", got)
+	}
+	if err := snap.Check(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestFailures(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "http://" + dead.Addr().String()
+	dead.Close() // nothing listens there now: connection refused
+
+	slow := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	})
+	slowBody := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.WriteHeader(200)
+		w.Write([]byte("partial"))
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	})
+	reset := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		conn, _, _ := w.(http.Hijacker).Hijack()
+		conn.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"))
+		conn.Close()
+	})
+	tests := []struct {
+		name   string
+		target string
+		want   func(TargetSnapshot) uint64
+	}{
+		{"connect refused", deadURL, func(s TargetSnapshot) uint64 { return s.FailedConnect }},
+		{"no response header before timeout", slow.URL, func(s TargetSnapshot) uint64 { return s.FailedTimeout }},
+		{"body slower than timeout", slowBody.URL, func(s TargetSnapshot) uint64 { return s.FailedTimeout }},
+		{"truncated response", reset.URL, func(s TargetSnapshot) uint64 { return s.FailedError }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(mustURL(t, tt.target))
+			cfg.Timeout = 200 * time.Millisecond
+			r := start(t, cfg)
+			r.Request(get(t, "/"))
+			if err := r.stop(t, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			s := r.Stats().Snapshot()
+			if got := tt.want(s.Targets[0]); got != 1 || s.Targets[0].Failed() != 1 {
+				t.Errorf("outcome %+v, want exactly one failure of this kind", s.Targets[0])
+			}
+			if err := s.Check(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestRedirectNotFollowed(t *testing.T) {
+	var followed atomic.Int32
+	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/elsewhere" {
+			followed.Add(1)
+			return
+		}
+		http.Redirect(w, r, "/elsewhere", http.StatusFound)
+	})
+	r := start(t, testConfig(mustURL(t, rec.URL)))
+	ex := get(t, "/old")
+	r.Request(ex)
+	prodResp(ex, 302, 0)
+	r.Response(ex)
+	if err := r.stop(t, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := r.Stats().Snapshot().Targets[0]
+	if s.Replayed[Class3xx] != 1 || s.ReplayedTotal() != 1 || followed.Load() != 0 {
+		t.Errorf("replayed %v, followed %d; want one 3xx, none followed", s.Replayed, followed.Load())
+	}
+}
+
+// TestBodiesDrained: response bodies are read to the end, so one keep-alive
+// connection carries every request, and the measured length is compared.
+func TestBodiesDrained(t *testing.T) {
+	body := strings.Repeat("x", 256<<10)
+	var conns atomic.Int32
+	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(body)) // chunked: no Content-Length set
+	}, func(s *http.Server) {
+		s.ConnState = func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				conns.Add(1)
+			}
+		}
+	})
+	cfg := testConfig(mustURL(t, rec.URL))
+	cfg.MaxInflight = 1
+	r := start(t, cfg)
+	const n = 20
+	for i := range n {
+		ex := get(t, "/big")
+		r.Request(ex)
+		bodyLen := int64(len(body))
+		if i%2 == 1 {
+			bodyLen-- // production sent one byte less
+		}
+		prodResp(ex, 200, bodyLen)
+		r.Response(ex)
+	}
+	if err := r.stop(t, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Stats().Snapshot().Targets[0].Replayed[Class2xx]; got != n {
+		t.Fatalf("replayed %d, want %d", got, n)
+	}
+	if got := conns.Load(); got != 1 {
+		t.Errorf("%d connections for %d sequential requests, want 1 (bodies not drained?)", got, n)
+	}
+	c := r.Compare().Targets[0]
+	if c.BodyLenMismatch != n/2 || c.StatusMismatch != 0 || c.Pairs[Class2xx][Class2xx] != n {
+		t.Errorf("compare %+v, want %d body length mismatches, %d 2xx/2xx", c, n/2, n)
+	}
+}
+
+// TestCompare covers production's response arriving before and after the
+// shadow's, absent, and differing.
+func TestCompare(t *testing.T) {
+	tests := []struct {
+		name         string
+		shadowStatus int
+		prod         func(ex *httpx.Exchange)
+		shadowFirst  bool
+		want         func(c TargetCompare) bool
+	}{
+		{"production first, same", 200, func(ex *httpx.Exchange) { prodResp(ex, 200, 2) }, false,
+			func(c TargetCompare) bool {
+				return c.Pairs[Class2xx][Class2xx] == 1 && c.StatusMismatch == 0 && c.BodyLenMismatch == 0
+			}},
+		{"shadow first, same", 200, func(ex *httpx.Exchange) { prodResp(ex, 200, 2) }, true,
+			func(c TargetCompare) bool {
+				return c.Pairs[Class2xx][Class2xx] == 1 && c.StatusMismatch == 0 && c.BodyLenMismatch == 0
+			}},
+		{"production first, shadow 500", 500, func(ex *httpx.Exchange) { prodResp(ex, 200, 2) }, false,
+			func(c TargetCompare) bool { return c.Pairs[Class2xx][Class5xx] == 1 && c.StatusMismatch == 1 }},
+		{"shadow first, shadow 404", 404, func(ex *httpx.Exchange) { prodResp(ex, 200, 2) }, true,
+			func(c TargetCompare) bool { return c.Pairs[Class2xx][Class4xx] == 1 && c.StatusMismatch == 1 }},
+		{"same class, other status", 201, func(ex *httpx.Exchange) { prodResp(ex, 200, 2) }, false,
+			func(c TargetCompare) bool { return c.Pairs[Class2xx][Class2xx] == 1 && c.StatusMismatch == 1 }},
+		{"production absent", 200, func(ex *httpx.Exchange) { ex.Reason = httpx.RespGap }, true,
+			func(c TargetCompare) bool {
+				return c.Pairs[ClassNone][Class2xx] == 1 && c.NoProduction == 1 && c.StatusMismatch == 0
+			}},
+		{"production too large: status only", 200, func(ex *httpx.Exchange) {
+			prodResp(ex, 200, 1<<30)
+			ex.Resp.TooLarge, ex.Reason = true, httpx.RespTooLarge
+		}, false, func(c TargetCompare) bool { return c.Pairs[Class2xx][Class2xx] == 1 && c.BodyLenMismatch == 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+				w.WriteHeader(tt.shadowStatus)
+				w.Write([]byte("ok"))
+			})
+			r := start(t, testConfig(mustURL(t, rec.URL)))
+			ex := get(t, "/")
+			r.Request(ex)
+			if tt.shadowFirst {
+				waitFor(t, "the shadow's answer", func() bool { return r.Stats().Snapshot().Targets[0].ReplayedTotal() == 1 })
+			}
+			tt.prod(ex)
+			r.Response(ex)
+			if err := r.stop(t, 5*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if c := r.Compare().Targets[0]; !tt.want(c) {
+				t.Errorf("compare %+v", c)
+			}
+			r.joinMu.Lock()
+			left := len(r.joins)
+			r.joinMu.Unlock()
+			if left != 0 {
+				t.Errorf("%d joins left", left)
+			}
+		})
+	}
+}
+
+// TestAccountingMixed: a mixed run over two targets, one healthy and one
+// dead, ends with every request in exactly one outcome.
+func TestAccountingMixed(t *testing.T) {
+	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/missing":
+			w.WriteHeader(404)
+		case "/broken":
+			w.WriteHeader(503)
+		case "/moved":
+			http.Redirect(w, r, "/", http.StatusMovedPermanently)
+		default:
+			w.Write([]byte("hello"))
+		}
+	})
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Close()
+	cfg := testConfig(mustURL(t, rec.URL), mustURL(t, "http://"+dead.Addr().String()))
+	cfg.ExcludePath = []*regexp.Regexp{regexp.MustCompile(`^/admin`)}
+	cfg.SamplePercent = 50
+	cfg.Timeout = time.Second
+	r := start(t, cfg)
+	paths := []string{"/", "/missing", "/broken", "/moved", "/admin/x", "/static/a.js"}
+	methods := []string{"GET", "GET", "HEAD", "POST", "OPTIONS"}
+	const n = 600
+	noHang(t, "Request", func() {
+		for i := range n {
+			raw := fmt.Sprintf("%s %s HTTP/1.1\nHost: h", methods[i%len(methods)], paths[i%len(paths)])
+			ex := mkEx(t, raw, "", fmt.Sprintf("10.0.%d.%d:1000", i/250, i%250))
+			ex.Req.TooLarge = i%97 == 0
+			r.Request(ex)
+			if i%3 != 0 {
+				prodResp(ex, 200, 5)
+			} else {
+				ex.Reason = httpx.RespClosed
+			}
+			r.Response(ex)
+		}
+	})
+	if err := r.stop(t, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := r.Stats().Snapshot()
+	t.Logf("%+v", s)
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Requests != n || s.FilteredMethod == 0 || s.FilteredPath == 0 || s.SampledOut == 0 || s.TooLarge == 0 || s.Accepted == 0 {
+		t.Errorf("a mixed run should reach every outcome: %+v", s)
+	}
+	good, bad := s.Targets[0], s.Targets[1]
+	if good.ReplayedTotal() != s.Accepted-good.Dropped() || good.Replayed[Class2xx] == 0 || good.Replayed[Class3xx] == 0 ||
+		good.Replayed[Class4xx] == 0 || good.Replayed[Class5xx] == 0 {
+		t.Errorf("healthy target: %+v", good)
+	}
+	if bad.ReplayedTotal() != 0 || bad.FailedConnect+bad.DroppedQueue != s.Accepted {
+		t.Errorf("dead target: %+v", bad)
+	}
+	// Every answer of the healthy target was compared.
+	c := r.Compare().Targets[0]
+	var compared uint64
+	for p := range c.Pairs {
+		for sh := range c.Pairs[p] {
+			compared += c.Pairs[p][sh]
+		}
+	}
+	if compared != good.ReplayedTotal() || c.NoProduction == 0 {
+		t.Errorf("compared %d of %d answers, %d without production", compared, good.ReplayedTotal(), c.NoProduction)
+	}
+}
+
+// TestDrainDeadline: what has not finished when the drain deadline passes is
+// cancelled and counted as failed "drain"; later requests count as dropped.
+func TestDrainDeadline(t *testing.T) {
+	entered := make(chan struct{}, 10)
+	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-r.Context().Done()
+	})
+	cfg := testConfig(mustURL(t, rec.URL))
+	cfg.MaxInflight = 2
+	r := start(t, cfg)
+	for range 5 {
+		r.Request(get(t, "/"))
+	}
+	<-entered
+	<-entered
+	err := r.stop(t, 100*time.Millisecond)
+	if err == nil {
+		t.Fatal("Drain returned nil after its deadline passed")
+	}
+	noHang(t, "Request after Drain", func() { r.Request(get(t, "/late")) })
+	s := r.Stats().Snapshot()
+	if tg := s.Targets[0]; tg.FailedDrain != 5 || tg.DroppedStopped != 1 {
+		t.Errorf("failed drain %d, dropped stopped %d; want 5, 1", tg.FailedDrain, tg.DroppedStopped)
+	}
+	if err := s.Check(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestRunContextCancel: cancelling Run's context stops everything, counted.
+func TestRunContextCancel(t *testing.T) {
+	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	cfg := testConfig(mustURL(t, rec.URL))
+	cfg.MaxInflight = 1
+	r, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	runErr := make(chan error, 1)
+	go func() { runErr <- r.Run(ctx) }()
+	for range 3 {
+		r.Request(get(t, "/"))
+	}
+	waitFor(t, "a request in flight", func() bool { return r.Stats().Snapshot().Targets[0].InFlight == 1 })
+	cancel()
+	select {
+	case err := <-runErr:
+		if err == nil {
+			t.Error("Run returned nil after its context was cancelled")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	s := r.Stats().Snapshot()
+	if s.Targets[0].FailedDrain != 3 {
+		t.Errorf("failed drain %d, want 3", s.Targets[0].FailedDrain)
+	}
+	if err := s.Check(); err != nil {
+		t.Error(err)
+	}
+	if err := r.Drain(t.Context()); err != nil {
+		t.Errorf("Drain after Run: %v", err)
+	}
+}
+
+// TestNoGoroutineLeak: after Drain and Run return, the workers and the
+// pooled connections are gone.
+func TestNoGoroutineLeak(t *testing.T) {
+	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	before := runtime.NumGoroutine()
+	cfg := testConfig(mustURL(t, rec.URL), mustURL(t, rec.URL+"/second"))
+	cfg.MaxInflight = 16
+	r := start(t, cfg)
+	for range 200 {
+		r.Request(get(t, "/"))
+	}
+	if err := r.stop(t, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Stats().Snapshot().Check(); err != nil {
+		t.Fatal(err)
+	}
+	// The server's side of closed connections winds down asynchronously.
+	var now int
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		now = runtime.NumGoroutine()
+		if now <= before+2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if now > before+2 {
+		buf := make([]byte, 1<<20)
+		t.Errorf("%d goroutines before, %d after Drain:\n%s", before, now, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestRunTwice(t *testing.T) {
+	r := start(t, testConfig(mustURL(t, "http://127.0.0.1:1")))
+	if err := r.Run(t.Context()); err == nil {
+		t.Error("second Run returned nil")
+	}
+}
+
+func TestCollectors(t *testing.T) {
+	rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(404) })
+	r := start(t, testConfig(mustURL(t, rec.URL)))
+	reg := prometheus.NewPedanticRegistry()
+	for _, c := range r.Collectors() {
+		if err := reg.Register(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ex := get(t, "/")
+	r.Request(ex)
+	prodResp(ex, 200, 0)
+	r.Response(ex)
+	r.Request(mkEx(t, "POST / HTTP/1.1", "", testClient))
+	if err := r.stop(t, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := rec.URL
+	type key struct{ name, labels string }
+	got := map[key]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var ls []string
+			for _, l := range m.GetLabel() {
+				ls = append(ls, l.GetName()+"="+l.GetValue())
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
+			got[key{mf.GetName(), strings.Join(ls, ",")}] = v
+		}
+	}
+	for k, v := range map[key]float64{
+		{"shadowtap_replay_requests_total", ""}:                                          2,
+		{"shadowtap_replay_filtered_total", "reason=method"}:                             1,
+		{"shadowtap_replay_accepted_total", ""}:                                          1,
+		{"shadowtap_replay_replayed_total", "class=4xx,target=" + target}:                1,
+		{"shadowtap_replay_compare_total", "production=2xx,shadow=4xx,target=" + target}: 1,
+		{"shadowtap_replay_mismatch_total", "kind=status,target=" + target}:              1,
+		{"shadowtap_replay_duration_seconds", "target=" + target}:                        1,
+		{"shadowtap_replay_ttfb_seconds", "target=" + target}:                            1,
+		{"shadowtap_replay_failed_total", "reason=connect,target=" + target}:             0,
+	} {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s{%s} = %v (present %v), want %v", k.name, k.labels, g, ok, v)
+		}
+	}
+}
