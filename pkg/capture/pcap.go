@@ -93,7 +93,7 @@ func NewPcap(cfg PcapConfig, log *slog.Logger) (*Pcap, error) {
 	}
 	defer f.Close()
 	if r.kind == "pcap" {
-		if lt := r.link(nil); !linkSupported(lt) {
+		if lt := r.link(0); !pcapLinkSupported(lt) {
 			return nil, fmt.Errorf("pcap source: %s: link type %v not supported (Ethernet, Linux SLL or SLL2)", cfg.File, lt)
 		}
 	}
@@ -114,59 +114,59 @@ func (p *Pcap) Stats() PcapStats {
 	return p.stats
 }
 
-// packetReader is what pcapgo's pcap and pcapng readers have in common.
-type packetReader interface {
+// pcapPacketReader is what pcapgo's pcap and pcapng readers have in common.
+type pcapPacketReader interface {
 	ZeroCopyReadPacketData() ([]byte, gopacket.CaptureInfo, error)
 }
 
-// linkTyper gives the link type of a record.
-type linkTyper func(ci *gopacket.CaptureInfo) layers.LinkType
+// pcapLinkTyper gives the link type of a record from its interface index.
+type pcapLinkTyper func(ifIndex int) layers.LinkType
 
-type reader struct {
-	pr   packetReader
-	link linkTyper
+type pcapReader struct {
+	pr   pcapPacketReader
+	link pcapLinkTyper
 	kind string
 }
 
 // open opens the file and sniffs pcap or pcapng from its magic number.
-func (p *Pcap) open() (*os.File, reader, error) {
+func (p *Pcap) open() (*os.File, pcapReader, error) {
 	f, err := os.Open(p.cfg.File)
 	if err != nil {
-		return nil, reader{}, fmt.Errorf("pcap source: %w", err)
+		return nil, pcapReader{}, fmt.Errorf("pcap source: %w", err)
 	}
 	br := bufio.NewReaderSize(f, 1<<20)
 	magic, err := br.Peek(4)
 	if err != nil {
 		f.Close()
-		return nil, reader{}, fmt.Errorf("pcap source: %s: too short for a capture file: %w", p.cfg.File, err)
+		return nil, pcapReader{}, fmt.Errorf("pcap source: %s: too short for a capture file: %w", p.cfg.File, err)
 	}
 	if binary.BigEndian.Uint32(magic) == 0x0a0d0d0a {
 		ng, err := pcapgo.NewNgReader(br, pcapgo.DefaultNgReaderOptions)
 		if err != nil {
 			f.Close()
-			return nil, reader{}, fmt.Errorf("pcap source: %s: bad pcapng: %w", p.cfg.File, err)
+			return nil, pcapReader{}, fmt.Errorf("pcap source: %s: bad pcapng: %w", p.cfg.File, err)
 		}
-		link := func(ci *gopacket.CaptureInfo) layers.LinkType {
-			intf, err := ng.Interface(ci.InterfaceIndex)
+		link := func(ifIndex int) layers.LinkType {
+			intf, err := ng.Interface(ifIndex)
 			if err != nil {
 				return layers.LinkTypeNull
 			}
 			return intf.LinkType
 		}
-		return f, reader{pr: ng, link: link, kind: "pcapng"}, nil
+		return f, pcapReader{pr: ng, link: link, kind: "pcapng"}, nil
 	}
 	pc, err := pcapgo.NewReader(br)
 	if err != nil {
 		f.Close()
-		return nil, reader{}, fmt.Errorf("pcap source: %s: not a pcap or pcapng file: %w", p.cfg.File, err)
+		return nil, pcapReader{}, fmt.Errorf("pcap source: %s: not a pcap or pcapng file: %w", p.cfg.File, err)
 	}
 	lt := pc.LinkType()
-	return f, reader{pr: pc, link: func(*gopacket.CaptureInfo) layers.LinkType { return lt }, kind: "pcap"}, nil
+	return f, pcapReader{pr: pc, link: func(int) layers.LinkType { return lt }, kind: "pcap"}, nil
 }
 
-// flushEvery bounds how many frames pass between sink flushes, counter
+// pcapFlushEvery bounds how many frames pass between sink flushes, counter
 // publications and cancellation checks.
-const flushEvery = 256
+const pcapFlushEvery = 256
 
 // Run reads the file to its end and returns nil after flushing the sink, or
 // ctx's error when cancelled. A damaged record ends the run with an error
@@ -182,11 +182,11 @@ func (p *Pcap) Run(ctx context.Context, sink event.Batcher) error {
 
 	var (
 		h       event.Header
-		local   event.Counters // published every flushEvery frames
+		local   event.Counters // published every pcapFlushEvery frames
 		stats   PcapStats
 		first   time.Time // capture time of the first record
 		wall    time.Time // wall clock when the first record was handed on
-		base    = monotonicNs()
+		base    = pcapMonotonicNs()
 		lastNs  uint64
 		pending int
 	)
@@ -217,8 +217,8 @@ func (p *Pcap) Run(ctx context.Context, sink event.Batcher) error {
 				return finish(fmt.Errorf("pcap source: %s: record %d: %w", p.cfg.File, record, err))
 			}
 		}
-		lt := r.link(&ci)
-		frame, ok := linkFrame(lt, data)
+		lt := r.link(ci.InterfaceIndex)
+		frame, ok := pcapLinkFrame(lt, data)
 		if !ok {
 			if stats.Unreadable == 0 {
 				p.log.Warn("skipping records of an unsupported link type", "record", record, "link_type", lt.String())
@@ -243,7 +243,7 @@ func (p *Pcap) Run(ctx context.Context, sink event.Batcher) error {
 				sink.Flush()
 				publish()
 				pending = 0
-				if err := sleep(ctx, d); err != nil {
+				if err := pcapSleep(ctx, d); err != nil {
 					return finish(err)
 				}
 			}
@@ -256,7 +256,7 @@ func (p *Pcap) Run(ctx context.Context, sink event.Batcher) error {
 		}
 		decap.Count(&local, o, &h, len(data))
 
-		if pending++; pending >= flushEvery {
+		if pending++; pending >= pcapFlushEvery {
 			pending = 0
 			sink.Flush()
 			publish()
@@ -267,10 +267,10 @@ func (p *Pcap) Run(ctx context.Context, sink event.Batcher) error {
 	}
 }
 
-// linkFrame returns the record as an Ethernet-like frame for the decoder:
+// pcapLinkFrame returns the record as an Ethernet-like frame for the decoder:
 // the EtherType at offset 12 and the network header at 14. Linux cooked
 // captures carry the protocol where the decoder can find it, at no copy.
-func linkFrame(lt layers.LinkType, data []byte) ([]byte, bool) {
+func pcapLinkFrame(lt layers.LinkType, data []byte) ([]byte, bool) {
 	switch lt {
 	case layers.LinkTypeEthernet:
 		return data, true
@@ -295,12 +295,12 @@ func linkFrame(lt layers.LinkType, data []byte) ([]byte, bool) {
 	}
 }
 
-func linkSupported(lt layers.LinkType) bool {
-	_, ok := linkFrame(lt, nil)
+func pcapLinkSupported(lt layers.LinkType) bool {
+	_, ok := pcapLinkFrame(lt, nil)
 	return ok
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+func pcapSleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -311,9 +311,9 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// monotonicNs reads CLOCK_MONOTONIC, the clock bpf_ktime_get_ns uses, so
+// pcapMonotonicNs reads CLOCK_MONOTONIC, the clock bpf_ktime_get_ns uses, so
 // pcap events share a time scale with XDP events.
-func monotonicNs() uint64 {
+func pcapMonotonicNs() uint64 {
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
 		return uint64(time.Now().UnixNano())

@@ -29,8 +29,8 @@ type pcapSeg struct {
 	payload []byte
 }
 
-// collectSink keeps a copy of every segment, by flow direction.
-type collectSink struct {
+// pcapSink keeps a copy of every segment, by flow direction.
+type pcapSink struct {
 	segs    map[pcapFlow][]pcapSeg
 	n       int
 	flushes int
@@ -38,9 +38,9 @@ type collectSink struct {
 	backNs  bool // a timestamp went backwards
 }
 
-func newCollectSink() *collectSink { return &collectSink{segs: map[pcapFlow][]pcapSeg{}} }
+func newPcapSink() *pcapSink { return &pcapSink{segs: map[pcapFlow][]pcapSeg{}} }
 
-func (s *collectSink) Segment(h *event.Header, payload []byte) {
+func (s *pcapSink) Segment(h *event.Header, payload []byte) {
 	k := pcapFlow{netip.AddrPortFrom(h.Src(), h.SrcPort), netip.AddrPortFrom(h.Dst(), h.DstPort)}
 	s.segs[k] = append(s.segs[k], pcapSeg{h: *h, payload: bytes.Clone(payload)})
 	s.n++
@@ -50,9 +50,9 @@ func (s *collectSink) Segment(h *event.Header, payload []byte) {
 	s.lastNs = h.TimeNs
 }
 
-func (s *collectSink) Flush() { s.flushes++ }
+func (s *pcapSink) Flush() { s.flushes++ }
 
-func (s *collectSink) stream(src, dst netip.AddrPort) []byte {
+func (s *pcapSink) stream(src, dst netip.AddrPort) []byte {
 	var b []byte
 	for _, sg := range s.segs[pcapFlow{src, dst}] {
 		b = append(b, sg.payload...)
@@ -60,12 +60,12 @@ func (s *collectSink) stream(src, dst netip.AddrPort) []byte {
 	return b
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func pcapQuiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-var servedPorts = decap.Config{Ports: []uint16{8080}, VNIs: []uint32{42}}
+var pcapPorts = decap.Config{Ports: []uint16{8080}, VNIs: []uint32{42}}
 
-// genFile writes a generator run to a capture file and returns the generator.
-func genFile(t *testing.T, path string, cfg mirrorgen.Config, format mirrorgen.FileFormat, snap int) (*mirrorgen.Generator, mirrorgen.Summary) {
+// pcapGenFile writes a generator run to a capture file and returns the generator.
+func pcapGenFile(t *testing.T, path string, cfg mirrorgen.Config, format mirrorgen.FileFormat, snap int) (*mirrorgen.Generator, mirrorgen.Summary) {
 	t.Helper()
 	g, err := mirrorgen.New(cfg)
 	if err != nil {
@@ -91,13 +91,13 @@ func genFile(t *testing.T, path string, cfg mirrorgen.Config, format mirrorgen.F
 	return g, sum
 }
 
-func runPcap(t *testing.T, cfg PcapConfig) (*Pcap, *collectSink, error) {
+func pcapRun(t *testing.T, cfg PcapConfig) (*Pcap, *pcapSink, error) {
 	t.Helper()
-	p, err := NewPcap(cfg, quiet())
+	p, err := NewPcap(cfg, pcapQuiet())
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink := newCollectSink()
+	sink := newPcapSink()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return p, sink, p.Run(ctx, sink)
@@ -119,8 +119,8 @@ func TestPcapGivesTheGeneratorsConversations(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "mirror."+tc.name)
 			cfg := tc.cfg
 			cfg.Truth, cfg.VNI, cfg.Seed = true, 42, 7
-			g, sum := genFile(t, path, cfg, tc.format, 0)
-			p, sink, err := runPcap(t, PcapConfig{File: path, Speed: "max", Decap: servedPorts})
+			g, sum := pcapGenFile(t, path, cfg, tc.format, 0)
+			p, sink, err := pcapRun(t, PcapConfig{File: path, Speed: "max", Decap: pcapPorts})
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
@@ -160,7 +160,7 @@ func TestPcapGivesTheGeneratorsConversations(t *testing.T) {
 
 func TestPcapFiltersByDecapConfig(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.pcap")
-	_, sum := genFile(t, path, mirrorgen.Config{Conns: 2, RequestsPerConn: 2, VNI: 42}, mirrorgen.FormatPcap, 0)
+	_, sum := pcapGenFile(t, path, mirrorgen.Config{Conns: 2, RequestsPerConn: 2, VNI: 42}, mirrorgen.FormatPcap, 0)
 	tests := []struct {
 		name string
 		dc   decap.Config
@@ -172,7 +172,7 @@ func TestPcapFiltersByDecapConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, sink, err := runPcap(t, PcapConfig{File: path, Decap: tc.dc})
+			p, sink, err := pcapRun(t, PcapConfig{File: path, Decap: tc.dc})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -196,9 +196,9 @@ func TestPcapTruncatedRecordsAreFlagged(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "cut.pcap")
-			g, _ := genFile(t, path, mirrorgen.Config{Conns: 2, RequestsPerConn: 2, Mix: mirrorgen.Mix{Large: 1}, LargeKiB: 8,
+			g, _ := pcapGenFile(t, path, mirrorgen.Config{Conns: 2, RequestsPerConn: 2, Mix: mirrorgen.Mix{Large: 1}, LargeKiB: 8,
 				VNI: 42, Truth: true, PacketLength: tc.pktLen}, mirrorgen.FormatPcap, tc.snap)
-			p, sink, err := runPcap(t, PcapConfig{File: path, Decap: servedPorts})
+			p, sink, err := pcapRun(t, PcapConfig{File: path, Decap: pcapPorts})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -208,8 +208,8 @@ func TestPcapTruncatedRecordsAreFlagged(t *testing.T) {
 			}
 			var flagged uint64
 			for _, conv := range g.Truth() {
-				checkCut(t, sink.segs[pcapFlow{conv.Server, conv.Client}], conv.ToClient, &flagged)
-				checkCut(t, sink.segs[pcapFlow{conv.Client, conv.Server}], conv.ToServer, &flagged)
+				pcapCheckCut(t, sink.segs[pcapFlow{conv.Server, conv.Client}], conv.ToClient, &flagged)
+				pcapCheckCut(t, sink.segs[pcapFlow{conv.Client, conv.Server}], conv.ToServer, &flagged)
 			}
 			if flagged != ctr.Truncated {
 				t.Errorf("%d segments flagged, counter says %d", flagged, ctr.Truncated)
@@ -218,9 +218,9 @@ func TestPcapTruncatedRecordsAreFlagged(t *testing.T) {
 	}
 }
 
-// checkCut checks that every segment either is whole or is flagged with
+// pcapCheckCut checks that every segment either is whole or is flagged with
 // CapLen < WireLen and carries a true prefix of what was sent.
-func checkCut(t *testing.T, segs []pcapSeg, stream []byte, flagged *uint64) {
+func pcapCheckCut(t *testing.T, segs []pcapSeg, stream []byte, flagged *uint64) {
 	t.Helper()
 	if len(segs) == 0 {
 		t.Fatal("no segments")
@@ -259,7 +259,7 @@ func checkCut(t *testing.T, segs []pcapSeg, stream []byte, flagged *uint64) {
 func TestPcapBadFiles(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.pcap")
-	genFile(t, good, mirrorgen.Config{Conns: 2, RequestsPerConn: 2, VNI: 42}, mirrorgen.FormatPcap, 0)
+	pcapGenFile(t, good, mirrorgen.Config{Conns: 2, RequestsPerConn: 2, VNI: 42}, mirrorgen.FormatPcap, 0)
 	goodBytes, err := os.ReadFile(good)
 	if err != nil {
 		t.Fatal(err)
@@ -298,7 +298,7 @@ func TestPcapBadFiles(t *testing.T) {
 			if err := os.WriteFile(path, tc.data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			p, err := NewPcap(PcapConfig{File: path, Decap: servedPorts}, quiet())
+			p, err := NewPcap(PcapConfig{File: path, Decap: pcapPorts}, pcapQuiet())
 			if tc.newErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.newErr) {
 					t.Fatalf("NewPcap error %v, want one containing %q", err, tc.newErr)
@@ -308,7 +308,7 @@ func TestPcapBadFiles(t *testing.T) {
 			if err != nil {
 				t.Fatalf("NewPcap: %v", err)
 			}
-			err = p.Run(context.Background(), newCollectSink())
+			err = p.Run(context.Background(), newPcapSink())
 			if tc.runErr == "" && err != nil || tc.runErr != "" && (err == nil || !strings.Contains(err.Error(), tc.runErr)) {
 				t.Fatalf("Run error %v, want %q", err, tc.runErr)
 			}
@@ -317,7 +317,7 @@ func TestPcapBadFiles(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewPcap(PcapConfig{File: filepath.Join(dir, "missing")}, quiet()); err == nil {
+	if _, err := NewPcap(PcapConfig{File: filepath.Join(dir, "missing")}, pcapQuiet()); err == nil {
 		t.Error("missing file accepted")
 	}
 }
@@ -327,8 +327,8 @@ func TestPcapBadFiles(t *testing.T) {
 func TestPcapLinuxCooked(t *testing.T) {
 	dir := t.TempDir()
 	eth := filepath.Join(dir, "eth.pcap")
-	genFile(t, eth, mirrorgen.Config{Conns: 3, RequestsPerConn: 3, Mix: mirrorgen.Mix{Small: 1, Large: 1}, LargeKiB: 8, VNI: 42}, mirrorgen.FormatPcap, 0)
-	_, want, err := runPcap(t, PcapConfig{File: eth, Decap: servedPorts})
+	pcapGenFile(t, eth, mirrorgen.Config{Conns: 3, RequestsPerConn: 3, Mix: mirrorgen.Mix{Small: 1, Large: 1}, LargeKiB: 8, VNI: 42}, mirrorgen.FormatPcap, 0)
+	_, want, err := pcapRun(t, PcapConfig{File: eth, Decap: pcapPorts})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,8 +356,8 @@ func TestPcapLinuxCooked(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, tc.name+".pcap")
-			rewrite(t, eth, path, tc.lt, tc.hdr)
-			_, got, err := runPcap(t, PcapConfig{File: path, Decap: servedPorts})
+			pcapRewrite(t, eth, path, tc.lt, tc.hdr)
+			_, got, err := pcapRun(t, PcapConfig{File: path, Decap: pcapPorts})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -373,7 +373,7 @@ func TestPcapLinuxCooked(t *testing.T) {
 	}
 }
 
-func rewrite(t *testing.T, from, to string, lt layers.LinkType, hdr func([]byte) []byte) {
+func pcapRewrite(t *testing.T, from, to string, lt layers.LinkType, hdr func([]byte) []byte) {
 	t.Helper()
 	in, err := os.Open(from)
 	if err != nil {
@@ -411,7 +411,7 @@ func rewrite(t *testing.T, from, to string, lt layers.LinkType, hdr func([]byte)
 func TestPcapRecordedPace(t *testing.T) {
 	// 301 frames at 1000/s span 300 ms of capture time.
 	path := filepath.Join(t.TempDir(), "paced.pcap")
-	_, sum := genFile(t, path, mirrorgen.Config{Packets: 301, Rate: 1000, Conns: 4, VNI: 42}, mirrorgen.FormatPcap, 0)
+	_, sum := pcapGenFile(t, path, mirrorgen.Config{Packets: 301, Rate: 1000, Conns: 4, VNI: 42}, mirrorgen.FormatPcap, 0)
 	tests := []struct {
 		speed string
 		min   time.Duration
@@ -422,7 +422,7 @@ func TestPcapRecordedPace(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.speed, func(t *testing.T) {
 			start := time.Now()
-			_, sink, err := runPcap(t, PcapConfig{File: path, Speed: tc.speed, Decap: servedPorts})
+			_, sink, err := pcapRun(t, PcapConfig{File: path, Speed: tc.speed, Decap: pcapPorts})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -451,15 +451,15 @@ func TestPcapRecordedPace(t *testing.T) {
 func TestPcapCancel(t *testing.T) {
 	// 100 frames at 10/s: ten seconds at 1x.
 	path := filepath.Join(t.TempDir(), "slow.pcap")
-	genFile(t, path, mirrorgen.Config{Packets: 100, Rate: 10, VNI: 42}, mirrorgen.FormatPcap, 0)
-	p, err := NewPcap(PcapConfig{File: path, Speed: "1x", Decap: servedPorts}, quiet())
+	pcapGenFile(t, path, mirrorgen.Config{Packets: 100, Rate: 10, VNI: 42}, mirrorgen.FormatPcap, 0)
+	p, err := NewPcap(PcapConfig{File: path, Speed: "1x", Decap: pcapPorts}, pcapQuiet())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err = p.Run(ctx, newCollectSink())
+	err = p.Run(ctx, newPcapSink())
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Run returned %v, want the context's error", err)
 	}
@@ -506,18 +506,18 @@ func BenchmarkPcapMax(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		p, err := NewPcap(PcapConfig{File: path, Decap: servedPorts}, quiet())
+		p, err := NewPcap(PcapConfig{File: path, Decap: pcapPorts}, pcapQuiet())
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := p.Run(context.Background(), discardSink{}); err != nil {
+		if err := p.Run(context.Background(), pcapDiscard{}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(sum.Packets)*float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 }
 
-type discardSink struct{}
+type pcapDiscard struct{}
 
-func (discardSink) Segment(*event.Header, []byte) {}
-func (discardSink) Flush()                        {}
+func (pcapDiscard) Segment(*event.Header, []byte) {}
+func (pcapDiscard) Flush()                        {}
