@@ -1,10 +1,12 @@
 package replay
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/shadowtap/shadowtap/pkg/httpx"
 )
@@ -187,8 +189,10 @@ func TestFilters(t *testing.T) {
 			if got != w {
 				t.Errorf("stats %+v, want %+v", got, w)
 			}
-			if err := r.Drain(t.Context()); err != nil {
-				t.Fatal(err)
+			ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond)
+			defer cancel()
+			if err := r.Drain(ctx); err == nil {
+				t.Fatal("Drain without Run returned nil after its deadline")
 			}
 			if err := r.Stats().Snapshot().Check(); err != nil {
 				t.Error(err)

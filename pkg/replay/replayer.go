@@ -47,6 +47,7 @@ type Replayer struct {
 
 	runMu      sync.Mutex
 	started    bool
+	startedCh  chan struct{} // closed when started is set
 	cancelWork context.CancelFunc
 	done       chan struct{} // closed when the workers have exited
 
@@ -122,6 +123,7 @@ func New(cfg Config, log *slog.Logger) (*Replayer, error) {
 		now:       time.Now,
 		joins:     make(map[*httpx.Exchange]*join),
 		done:      make(chan struct{}),
+		startedCh: make(chan struct{}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "shadowtap_replay_duration_seconds",
 			Help:    "Time from sending a replayed request to the end of the shadow's response body.",
@@ -394,6 +396,7 @@ func (r *Replayer) Run(ctx context.Context) error {
 		return errors.New("replay: Run called twice or after Drain")
 	}
 	r.started = true
+	close(r.startedCh)
 	wctx, cancel := context.WithCancel(ctx)
 	r.cancelWork = cancel
 	var wg sync.WaitGroup
@@ -423,23 +426,31 @@ func (r *Replayer) Run(ctx context.Context) error {
 
 // Drain stops intake (later requests count as dropped "stopped"), waits for
 // queued and in-flight requests to finish, and when ctx ends first cancels
-// them (counted as failed "drain"). It returns once every worker has exited.
+// them (counted as failed "drain"). If Run has not been called, Drain waits
+// for it until ctx ends. It returns once every worker has exited.
 func (r *Replayer) Drain(ctx context.Context) error {
 	r.stopIntake()
-	r.runMu.Lock()
-	if !r.started {
-		// Never run: nothing will send what is queued.
-		r.started = true
-		r.runMu.Unlock()
-		for _, t := range r.targets {
-			for jb := range t.queue {
-				t.stats.failed[failDrain].Add(1)
-				jb.ex.Release()
+	select {
+	case <-r.startedCh:
+	case <-ctx.Done():
+		r.runMu.Lock()
+		if !r.started {
+			// Never run: nothing will send what is queued.
+			r.started = true
+			close(r.startedCh)
+			r.runMu.Unlock()
+			for _, t := range r.targets {
+				for jb := range t.queue {
+					t.stats.failed[failDrain].Add(1)
+					jb.ex.Release()
+				}
 			}
+			close(r.done)
+			return fmt.Errorf("replay: drain before Run: %w", ctx.Err())
 		}
-		close(r.done)
-		return nil
+		r.runMu.Unlock()
 	}
+	r.runMu.Lock()
 	cancel := r.cancelWork
 	r.runMu.Unlock()
 	select {
@@ -451,9 +462,8 @@ func (r *Replayer) Drain(ctx context.Context) error {
 		cancel()
 	}
 	<-r.done
-	s := r.stats.Snapshot()
 	var cancelled uint64
-	for _, t := range s.Targets {
+	for _, t := range r.stats.Snapshot().Targets {
 		cancelled += t.FailedDrain
 	}
 	r.log.Warn("replay drain deadline passed: cancelled the rest", "failed_drain", cancelled)
