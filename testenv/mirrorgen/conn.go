@@ -46,6 +46,7 @@ type conn struct {
 	unacked    int
 	off        int
 	req, resp  []byte
+	nmsg       int // requests (and responses) in req and resp
 	truth      int // index in Generator.truth, or -1
 	id         uint64
 }
@@ -153,6 +154,7 @@ func (c *conn) step(g *Generator, buf []byte) []byte {
 		c.cseq += uint32(n)
 		c.off += n
 		if c.off == len(c.req) {
+			g.sum.RequestsSent += uint64(c.nmsg)
 			c.off = 0
 			if len(c.req) > mss {
 				c.state = stReqAck
@@ -176,6 +178,7 @@ func (c *conn) step(g *Generator, buf []byte) []byte {
 		c.off += n
 		c.unacked++
 		if c.off == len(c.resp) {
+			g.sum.ResponsesSent += uint64(c.nmsg)
 			c.respDone = true
 			c.state = stRespAck
 		} else if c.unacked >= 2 {
@@ -238,6 +241,7 @@ func (g *Generator) exchange(c *conn) {
 		kind = kindPipelined
 	}
 	c.req, c.resp = c.req[:0], c.resp[:0]
+	c.nmsg = 1
 	seq := g.sum.Requests
 	switch kind {
 	case kindSmall:
@@ -257,6 +261,7 @@ func (g *Generator) exchange(c *conn) {
 		g.post(c, seq, n)
 		g.respond(c, 201, "application/json", 32, 32)
 	case kindPipelined:
+		c.nmsg = cfg.PipelineDepth
 		for i := range cfg.PipelineDepth {
 			n := cfg.SmallBody/4 + g.rng.IntN(cfg.SmallBody/2+1)
 			g.get(c, "GET", "/p/", seq, i)

@@ -276,12 +276,16 @@ type Conversation struct {
 
 // Summary reports a run.
 type Summary struct {
-	Packets   uint64        // frames written
-	Bytes     uint64        // outer frame bytes written
-	Requests  uint64        // requests generated (messages started)
-	Responses uint64        // responses generated
-	Conns     uint64        // connections opened
-	Elapsed   time.Duration // wall clock
+	Packets   uint64 // frames written
+	Bytes     uint64 // outer frame bytes written
+	Requests  uint64 // requests generated (first byte sent)
+	Responses uint64 // responses generated (first byte sent)
+	// RequestsSent and ResponsesSent count messages whose last byte was
+	// sent: a run cut by Duration or Packets may leave the last messages of
+	// its open connections partly sent.
+	RequestsSent, ResponsesSent uint64
+	Conns                       uint64        // connections opened
+	Elapsed                     time.Duration // wall clock
 }
 
 // Rate is the achieved frames per second.
@@ -293,8 +297,8 @@ func (s Summary) Rate() float64 {
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("packets=%d requests=%d responses=%d conns=%d bytes=%d elapsed=%s rate=%.0f pkt/s (%.1f Mbit/s)",
-		s.Packets, s.Requests, s.Responses, s.Conns, s.Bytes, s.Elapsed.Round(time.Millisecond), s.Rate(),
+	return fmt.Sprintf("packets=%d requests=%d/%d responses=%d/%d (started/complete) conns=%d bytes=%d elapsed=%s rate=%.0f pkt/s (%.1f Mbit/s)",
+		s.Packets, s.Requests, s.RequestsSent, s.Responses, s.ResponsesSent, s.Conns, s.Bytes, s.Elapsed.Round(time.Millisecond), s.Rate(),
 		float64(s.Bytes)*8/1e6/max(s.Elapsed.Seconds(), 1e-9))
 }
 

@@ -92,7 +92,7 @@ func TestFramesDecodeAndCarryTheTruth(t *testing.T) {
 				reqs += uint64(len(conv.Requests))
 				resps += uint64(len(conv.Responses))
 			}
-			if reqs != sum.Requests || resps != sum.Responses {
+			if reqs != sum.Requests || resps != sum.Responses || reqs != sum.RequestsSent || resps != sum.ResponsesSent {
 				t.Errorf("summary %d/%d requests/responses, truth %d/%d", sum.Requests, sum.Responses, reqs, resps)
 			}
 		})
@@ -284,9 +284,12 @@ func TestLimits(t *testing.T) {
 		cfg   Config
 		check func(t *testing.T, s Summary, elapsed time.Duration)
 	}{
-		{"packets", Config{Packets: 1000, Conns: 8}, func(t *testing.T, s Summary, _ time.Duration) {
+		{"packets", Config{Packets: 1000, Conns: 8, Mix: Mix{Large: 1}}, func(t *testing.T, s Summary, _ time.Duration) {
 			if s.Packets != 1000 {
 				t.Errorf("packets %d, want 1000", s.Packets)
+			}
+			if s.ResponsesSent >= s.Responses || s.RequestsSent > s.Requests {
+				t.Errorf("cut run: %d/%d responses, %d/%d requests complete/started", s.ResponsesSent, s.Responses, s.RequestsSent, s.Requests)
 			}
 		}},
 		{"total conns", Config{Conns: 4, TotalConns: 10, RequestsPerConn: 2}, func(t *testing.T, s Summary, _ time.Duration) {

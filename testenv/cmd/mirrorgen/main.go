@@ -165,8 +165,8 @@ func run(args []string) error {
 	if dropped != nil {
 		drops = dropped()
 	}
-	fmt.Printf("packets sent: %d\nrequests: %d\nresponses: %d\nconnections: %d\nbytes: %d\nelapsed: %s\nachieved rate: %.0f packets/s\nkernel drops: %d\n",
-		sum.Packets, sum.Requests, sum.Responses, sum.Conns, sum.Bytes, sum.Elapsed.Round(time.Millisecond), sum.Rate(), drops)
+	fmt.Printf("packets sent: %d\nrequests: %d (%d complete)\nresponses: %d (%d complete)\nconnections: %d\nbytes: %d\nelapsed: %s\nachieved rate: %.0f packets/s\nkernel drops: %d\n",
+		sum.Packets, sum.Requests, sum.RequestsSent, sum.Responses, sum.ResponsesSent, sum.Conns, sum.Bytes, sum.Elapsed.Round(time.Millisecond), sum.Rate(), drops)
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
 	}
