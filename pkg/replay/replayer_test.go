@@ -3,11 +3,14 @@ package replay
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -517,5 +520,84 @@ func TestCollectors(t *testing.T) {
 		if g, ok := got[k]; !ok || g != v {
 			t.Errorf("%s{%s} = %v (present %v), want %v", k.name, k.labels, g, ok, v)
 		}
+	}
+}
+
+// TestRateLimitQueueFull: a request refused by a full queue gives its rate
+// token back, so it is counted as a queue drop, not a rate drop, and later
+// requests are not charged for it.
+func TestRateLimitQueueFull(t *testing.T) {
+	cfg := testConfig(mustURL(t, "http://127.0.0.1:1"))
+	cfg.MaxRPS, cfg.Queue = 5, 2
+	r, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Unix(1_700_000_000, 0)
+	r.now = func() time.Time { return clock }
+	for range 10 {
+		r.Request(get(t, "/"))
+	}
+	s := r.Stats().Snapshot().Targets[0]
+	if s.Queued != 2 || s.DroppedQueue != 8 || s.DroppedRate != 0 {
+		t.Errorf("queued %d, dropped queue %d, dropped rate %d; want 2, 8, 0", s.Queued, s.DroppedQueue, s.DroppedRate)
+	}
+}
+
+// TestLogsNoSecrets: failures are logged without header values or the query.
+func TestLogsNoSecrets(t *testing.T) {
+	var buf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg := testConfig(mustURL(t, "http://127.0.0.1:1"))
+	r, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.Run(t.Context())
+	r.Request(mkEx(t, "GET /account?token=s3cret-q HTTP/1.1\nHost: h\nAuthorization: Bearer s3cret-a\nCookie: sid=s3cret-c", "", testClient))
+	if err := r.Drain(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	if !strings.Contains(out, "replay failed") || !strings.Contains(out, "/account") {
+		t.Fatalf("failure not logged:\n%s", out)
+	}
+	if strings.Contains(out, "s3cret") {
+		t.Errorf("log leaks a secret:\n%s", out)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func BenchmarkRequest(b *testing.B) {
+	cfg := testConfig(mustURL(b, "http://127.0.0.1:1"))
+	cfg.SamplePercent = 50
+	cfg.ExcludePath = []*regexp.Regexp{regexp.MustCompile(`^/admin`)}
+	cfg.Queue = 1
+	r, err := New(cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	exs := make([]*httpx.Exchange, 256)
+	for i := range exs {
+		exs[i] = mkEx(b, "GET /products/123?color=red HTTP/1.1\nHost: shop.example.com\nCookie: a=b", "", fmt.Sprintf("10.0.0.%d:1000", i))
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		ex := exs[i%len(exs)]
+		r.Request(ex) // queue full after the first: measures the decision path
+		r.Response(ex)
 	}
 }
