@@ -480,4 +480,3 @@ func (m metricSet) sumPrefix(prefix string) float64 {
 	}
 	return t
 }
-
