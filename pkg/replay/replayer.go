@@ -487,19 +487,31 @@ func (r *Replayer) stopIntake() {
 func (r *Replayer) worker(ctx context.Context, t *target) {
 	for jb := range t.queue {
 		t.stats.inflight.Add(1)
-		r.replay(ctx, t, jb)
+		if r.replay(ctx, t, jb) {
+			jb.ex.Release()
+		}
 		t.stats.inflight.Add(-1)
-		jb.ex.Release()
 	}
 }
 
-// replay sends one request to one target and counts its outcome.
-func (r *Replayer) replay(ctx context.Context, t *target, jb job) {
+// bodyCloseWait bounds the wait for net/http to let go of a request body
+// after the exchange ended; past it the exchange is left to the garbage
+// collector instead of going back to its pool.
+const bodyCloseWait = time.Second
+
+// replay sends one request to one target and counts its outcome. It
+// reports whether jb.ex may be released (nothing reads its buffers any more).
+func (r *Replayer) replay(ctx context.Context, t *target, jb job) (release bool) {
 	if ctx.Err() != nil {
 		t.stats.failed[failDrain].Add(1)
-		return
+		return true
 	}
 	ex := jb.ex
+	var bodies sync.WaitGroup
+	if len(ex.Req.Body) > 0 {
+		defer func() { release = bodiesClosed(&bodies) }()
+	}
+	release = true
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	var firstByte atomic.Int64
@@ -507,7 +519,7 @@ func (r *Replayer) replay(ctx context.Context, t *target, jb job) {
 	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
 		GotFirstResponseByte: func() { firstByte.Store(int64(time.Since(start))) },
 	})
-	req, err := r.rw.build(rctx, t.url, t.basePath, ex)
+	req, err := r.rw.build(rctx, t.url, t.basePath, ex, &bodies)
 	if err != nil {
 		r.fail(ctx, t, ex, failInvalid, err)
 		return
@@ -530,6 +542,22 @@ func (r *Replayer) replay(ctx context.Context, t *target, jb job) {
 		t.ttfb.Observe(time.Duration(fb).Seconds())
 	}
 	r.record(t, jb.j, shadowResult{status: resp.StatusCode, bytes: n})
+	return
+}
+
+// bodiesClosed waits, up to bodyCloseWait, for net/http to close every
+// request body it was given.
+func bodiesClosed(bodies *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() { bodies.Wait(); close(done) }()
+	timer := time.NewTimer(bodyCloseWait)
+	defer timer.Stop()
+	select {
+	case <-done:
+		return true
+	case <-timer.C:
+		return false
+	}
 }
 
 // classifyErr says why a request failed; ctx is the worker's context.

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/shadowtap/shadowtap/pkg/httpx"
 )
@@ -57,7 +58,12 @@ func newRewriter(cfg *Config) rewriter {
 // build makes the outgoing request for ex to the target base URL. The
 // request keeps the original method, path and query (as sent), Host and
 // headers, minus the hop-by-hop ones; see the package documentation.
-func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, ex *httpx.Exchange) (*http.Request, error) {
+//
+// The body is a view of ex's buffers. net/http may still read it after Do
+// returns (RoundTrip closes it, possibly later, from another goroutine), so
+// every body handed out is counted in bodies until closed: wait on it before
+// ex is released to its pool.
+func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, ex *httpx.Exchange, bodies *sync.WaitGroup) (*http.Request, error) {
 	req := &ex.Req
 	if !isToken(string(req.Method)) {
 		return nil, fmt.Errorf("%w: bad method", errInvalid)
@@ -154,11 +160,27 @@ func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, e
 	}
 	if n := len(req.Body); n > 0 {
 		body := req.Body
+		newBody := func() *trackedBody {
+			bodies.Add(1)
+			return &trackedBody{Reader: bytes.NewReader(body), closed: bodies.Done}
+		}
 		out.ContentLength = int64(n)
-		out.Body = io.NopCloser(bytes.NewReader(body))
-		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		out.Body = newBody()
+		out.GetBody = func() (io.ReadCloser, error) { return newBody(), nil }
 	}
 	return out.WithContext(ctx), nil
+}
+
+// trackedBody is a request body that reports its Close once.
+type trackedBody struct {
+	*bytes.Reader
+	once   sync.Once
+	closed func()
+}
+
+func (b *trackedBody) Close() error {
+	b.once.Do(b.closed)
+	return nil
 }
 
 // connectionTokens returns the canonical header names listed in Connection.
