@@ -126,8 +126,8 @@ type step struct {
 	gap  bool
 }
 
-func q(s string) step  { return step{dir: Q, data: s} }
-func r(s string) step  { return step{dir: R, data: s} }
+func q(s string) step            { return step{dir: Q, data: s} }
+func r(s string) step            { return step{dir: R, data: s} }
 func gap(d event.Direction) step { return step{dir: d, gap: true} }
 
 var testKey = flow.Key{VNI: 7, Client: netip.MustParseAddrPort("10.0.0.1:40000"), Server: netip.MustParseAddrPort("10.0.0.2:80")}

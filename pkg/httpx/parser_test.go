@@ -91,8 +91,10 @@ func TestStreams(t *testing.T) {
 			steps: []step{q(get("/a") + "POST /b HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc"), gap(Q), q("xyz\r\n" + get("/c")),
 				r(ok("a") + ok("b")), q(get("/d")), r(ok("d"))},
 			// /c was sent while B's response was owed: pairing waits for the quiet point at /d
-			want:  []string{`GET /a -> 200 "a"`, `GET /c -> gap`, `GET /d -> 200 "d"`},
-			stats: func(s StatsSnapshot) bool { return s.RequestsGap == 1 && s.RequestResyncs == 1 && s.ResponsesUnpaired == 1 }},
+			want: []string{`GET /a -> 200 "a"`, `GET /c -> gap`, `GET /d -> 200 "d"`},
+			stats: func(s StatsSnapshot) bool {
+				return s.RequestsGap == 1 && s.RequestResyncs == 1 && s.ResponsesUnpaired == 1
+			}},
 		{name: "gap in request head",
 			steps: []step{q("GET /a HTTP/1.1\r\nHo"), gap(Q), q("st: x\r\n\r\n"), r(ok("a")), q(get("/b")), r(ok("b"))},
 			want:  []string{`GET /b -> 200 "b"`},
@@ -100,7 +102,9 @@ func TestStreams(t *testing.T) {
 		{name: "gap in response marks pending",
 			steps: []step{q(get("/a") + get("/b")), r("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12"), gap(R), r("90" + ok("b")), q(get("/c")), r(ok("c"))},
 			want:  []string{`GET /a -> gap`, `GET /b -> gap`, `GET /c -> 200 "c"`},
-			stats: func(s StatsSnapshot) bool { return s.ResponsesGap == 1 && s.ResponseResyncs == 1 && s.ResponsesUnpaired == 1 }},
+			stats: func(s StatsSnapshot) bool {
+				return s.ResponsesGap == 1 && s.ResponseResyncs == 1 && s.ResponsesUnpaired == 1
+			}},
 		{name: "mid-stream join", mid: true,
 			steps: []step{q("dy bytes\r\n" + get("/a")), r("e of a body" + ok("a")), q(get("/b")), r(ok("b"))},
 			want:  []string{`GET /a -> gap`, `GET /b -> 200 "b"`}},
