@@ -70,7 +70,9 @@ type Socket struct {
 	closed  bool
 }
 
-// reader is one socket and its receive buffers.
+var _ event.Source = (*Socket)(nil)
+
+// sockReader is one socket and its receive buffers.
 type sockReader struct {
 	conn *net.UDPConn
 	raw  syscall.RawConn
