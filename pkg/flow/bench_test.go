@@ -23,8 +23,8 @@ func benchHeaders(conns int) []event.Header {
 type nopFactoryHandler struct{ n int }
 
 func (h *nopFactoryHandler) Data(_ event.Direction, b []byte, _ uint64) { h.n += len(b) }
-func (*nopFactoryHandler) Gap(event.Direction, uint64)                 {}
-func (*nopFactoryHandler) Close(CloseReason, uint64)                   {}
+func (*nopFactoryHandler) Gap(event.Direction, uint64)                  {}
+func (*nopFactoryHandler) Close(CloseReason, uint64)                    {}
 
 func nopFactory(Key, uint64, bool) Handler { return &nopFactoryHandler{} }
 

@@ -11,6 +11,7 @@ type seg struct {
 	seq, end uint32
 	data     []byte
 	ts       uint64
+	gapAfter bool // the segment was flagged truncated: a Gap follows it
 	next     *seg
 }
 

@@ -157,6 +157,9 @@ func (r *Reassembler) Segment(h *event.Header, payload []byte) {
 	if h.Truncated() || wire > len(payload) {
 		st.SegTruncated.Add(1)
 	}
+	// Flagged truncated although all the bytes the header counts arrived:
+	// the real end is unknown, so a Gap follows the segment.
+	gapAfter := h.Truncated() && wire == len(payload)
 	flags := h.TCPFlags
 	syn := flags&event.TCPSyn != 0
 	rst := flags&event.TCPRst != 0
@@ -230,7 +233,7 @@ func (r *Reassembler) Segment(h *event.Header, payload []byte) {
 	if wire == 0 {
 		st.SegEmpty.Add(1)
 	} else {
-		r.add(c, dir, seq, end, payload, ts)
+		r.add(c, dir, seq, end, payload, ts, gapAfter)
 	}
 	r.checkFIN(c, ts)
 }
@@ -250,7 +253,7 @@ func (r *Reassembler) reused(hf *half, seq uint32) bool {
 
 // add handles payload bytes [s, e) of direction dir; d holds the captured
 // prefix (len(d) ≤ e-s).
-func (r *Reassembler) add(c *conn, dir event.Direction, s, e uint32, d []byte, ts uint64) {
+func (r *Reassembler) add(c *conn, dir event.Direction, s, e uint32, d []byte, ts uint64, gapAfter bool) {
 	st := &r.stats
 	hf := &c.half[dir]
 	if hf.resync {
@@ -276,20 +279,20 @@ func (r *Reassembler) add(c *conn, dir event.Direction, s, e uint32, d []byte, t
 		}
 		if s == hf.next {
 			st.SegInOrder.Add(1)
-			r.deliver(c, dir, s, e, d, ts)
+			r.deliver(c, dir, s, e, d, ts, gapAfter)
 			return
 		}
 		// Ahead of the expected sequence: hold a copy of the new bytes.
 		n, pieces := holdCost(hf.held, s, e, d)
 		if pieces == 0 {
-			r.insert(c, dir, s, e, d, ts) // only compares the overlaps
+			r.insert(c, dir, s, e, d, ts, false) // only compares the overlaps
 			st.SegDuplicate.Add(1)
 			return
 		}
 		if hf.heldBytes+n <= r.cfg.MaxHoldBytes &&
 			hf.heldSegs+pieces <= r.cfg.MaxHoldSegments &&
 			r.heldTotal+n+pieces*segOverhead <= r.cfg.MaxShardHoldBytes {
-			r.insert(c, dir, s, e, d, ts)
+			r.insert(c, dir, s, e, d, ts, gapAfter)
 			st.SegHeld.Add(1)
 			return
 		}
@@ -333,7 +336,7 @@ func holdCost(held *seg, s, e uint32, d []byte) (n, pieces int) {
 
 // insert adds the parts of [s, e) not covered by held segments to the held
 // list, comparing the covered parts with what is held (the first copy wins).
-func (r *Reassembler) insert(c *conn, dir event.Direction, s, e uint32, d []byte, ts uint64) {
+func (r *Reassembler) insert(c *conn, dir event.Direction, s, e uint32, d []byte, ts uint64, gapAfter bool) {
 	hf := &c.half[dir]
 	var prev *seg
 	h := hf.held
@@ -344,7 +347,9 @@ func (r *Reassembler) insert(c *conn, dir event.Direction, s, e uint32, d []byte
 			prev, h = h, h.next
 		}
 		if h == nil || seqLE(e, h.seq) {
-			r.link(c, dir, prev, r.newSeg(d, s, cur, e, ts))
+			n := r.newSeg(d, s, cur, e, ts)
+			n.gapAfter = gapAfter
+			r.link(c, dir, prev, n)
 			break
 		}
 		if seqLT(cur, h.seq) {
@@ -396,7 +401,7 @@ func (r *Reassembler) newSeg(d []byte, base, a, b uint32, ts uint64) *seg {
 	} else {
 		n = new(seg)
 	}
-	n.seq, n.end, n.ts = a, b, ts
+	n.seq, n.end, n.ts, n.gapAfter = a, b, ts, false
 	if part, _ := capturedIn(d, base, a, b); len(part) > 0 {
 		n.data = r.bufs.get(len(part))
 		copy(n.data, part)
@@ -444,7 +449,7 @@ func (r *Reassembler) freeSeg(n *seg) {
 // deliver hands [s, e) (s == next) to the handler, interleaving held
 // segments that start inside the range (the held copy came first and wins),
 // then drains held segments that became contiguous.
-func (r *Reassembler) deliver(c *conn, dir event.Direction, s, e uint32, d []byte, ts uint64) {
+func (r *Reassembler) deliver(c *conn, dir event.Direction, s, e uint32, d []byte, ts uint64, gapAfter bool) {
 	hf := &c.half[dir]
 	base := s
 	for {
@@ -455,12 +460,15 @@ func (r *Reassembler) deliver(c *conn, dir event.Direction, s, e uint32, d []byt
 		}
 		r.emit(c, dir, d, base, s, lim, ts)
 		if lim == e {
+			if gapAfter {
+				r.stats.TruncationGaps.Add(1)
+				r.gap(c, dir, ts)
+			}
 			break
 		}
 		r.countConflict(differing(d, base, h, h.seq, seqMin(e, h.end)))
 		n := r.unlinkHead(hf)
-		r.emit(c, dir, n.data, n.seq, n.seq, n.end, n.ts)
-		r.freeSeg(n)
+		r.emitHeld(c, dir, n, n.seq)
 		if seqLE(e, hf.next) {
 			break
 		}
@@ -481,15 +489,26 @@ func (r *Reassembler) emit(c *conn, dir event.Direction, d []byte, base, a, b ui
 	c.half[dir].next = b
 }
 
+// emitHeld delivers the held segment n from sequence a and frees it.
+func (r *Reassembler) emitHeld(c *conn, dir event.Direction, n *seg, a uint32) {
+	r.emit(c, dir, n.data, n.seq, a, n.end, n.ts)
+	if n.gapAfter {
+		r.stats.TruncationGaps.Add(1)
+		r.gap(c, dir, n.ts)
+	}
+	r.freeSeg(n)
+}
+
 // drain delivers held segments that are now contiguous with next.
 func (r *Reassembler) drain(c *conn, dir event.Direction) {
 	hf := &c.half[dir]
 	for hf.held != nil && seqLE(hf.held.seq, hf.next) {
 		n := r.unlinkHead(hf)
 		if seqLT(hf.next, n.end) {
-			r.emit(c, dir, n.data, n.seq, hf.next, n.end, n.ts)
+			r.emitHeld(c, dir, n, hf.next)
+		} else {
+			r.freeSeg(n)
 		}
-		r.freeSeg(n)
 	}
 }
 

@@ -196,6 +196,21 @@ func TestReassembler(t *testing.T) {
 			},
 		},
 		{
+			name:    "flagged truncated with consistent lengths: gap after it",
+			segs:    []sg{req(100, "ab"), {dir: event.Request, seq: 102, data: "cd", trunc: true}, req(104, "ef")},
+			wantReq: "abcd<GAP>ef", wantMid: true,
+		},
+		{
+			name:    "flagged truncated, held: gap after it",
+			segs:    []sg{req(100, "ab"), req(104, "ef"), {dir: event.Request, seq: 102, data: "cd", trunc: true}},
+			wantReq: "abcd<GAP>ef", wantMid: true,
+		},
+		{
+			name:    "flagged truncated, held out of order: gap after it",
+			segs:    []sg{req(100, "ab"), {dir: event.Request, seq: 104, data: "ef", trunc: true}, req(106, "gh"), req(102, "cd")},
+			wantReq: "abcdef<GAP>gh", wantMid: true,
+		},
+		{
 			name:    "captured less than sent, not flagged",
 			segs:    []sg{req(100, "ab"), {dir: event.Request, seq: 102, data: "cd", wire: 6}, req(108, "ij")},
 			wantReq: "abcd<GAP>ij", wantMid: true,
