@@ -39,7 +39,7 @@ type Config struct {
 	ExcludePath   []*regexp.Regexp // the path must match none of them
 	SamplePercent float64          // 0..100
 	SampleKey     string           // "client-ip" (default) | "header:NAME" | "cookie:NAME"
-	MaxRPS        float64          // per target; 0 = unlimited
+	MaxRPS        float64          // per target; 0 = unlimited; burst = one second's worth (ceil(MaxRPS))
 	MaxInflight   int              // per target concurrent requests; default 64
 	Queue         int              // per target queue length; default 1024
 	Timeout       time.Duration    // per request, connect to end of body; default 10s

@@ -27,6 +27,8 @@ import (
 // response. Beyond it, answers are still counted but not compared.
 const maxJoins = 1 << 16
 
+var _ httpx.Sink = (*Replayer)(nil)
+
 // Replayer is the replay stage. It implements httpx.Sink.
 type Replayer struct {
 	cfg       Config
