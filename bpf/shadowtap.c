@@ -259,11 +259,24 @@ static __always_inline enum parse_result parse_tcp(struct cursor *c, struct tcph
 
 /* ---- outer checks ----------------------------------------------------- */
 
+/* vni_allowed: a short allowlist is compared inline from the config (a
+ * hash lookup is a helper call and a jhash); a longer one is looked up. */
 static __always_inline int vni_allowed(const struct config *cfg, __u32 vni)
 {
-	if (cfg->vni_count == 0)
+	__u32 n = cfg->vni_count;
+
+	if (n == 0)
 		return 1;
-	return bpf_map_lookup_elem(&vni_allow, &vni) != NULL;
+	if (n > VNI_INLINE)
+		return bpf_map_lookup_elem(&vni_allow, &vni) != NULL;
+#pragma unroll
+	for (int i = 0; i < VNI_INLINE; i++) {
+		if (i >= n)
+			break;
+		if (cfg->vnis[i] == vni)
+			return 1;
+	}
+	return 0;
 }
 
 /* source_allowed looks the outer source up in the LPM trie. The family is
@@ -323,13 +336,19 @@ static __always_inline int source_allowed(const struct config *cfg, int v6, stru
 #define ROOM_L 1536
 #define ROOM_XL 4096
 
+/* How often (in events per CPU) emit asks how much the ring holds. */
+#define WAKEUP_CHECK_EVERY 16
+
 static __always_inline int emit(struct xdp_md *ctx, const struct event_hdr *hdr, __u32 off,
-				__u32 cap_len, const struct config *cfg)
+				__u32 cap_len, const struct config *cfg, __u64 seq)
 {
 	/* Wakeups are batched: none per event, one forced once wakeup_bytes
-	 * are pending. The reader also polls on a short timer. */
+	 * are pending. The reader also polls on a short timer (pkg/xdp
+	 * PollInterval). The pending amount is queried only every
+	 * WAKEUP_CHECK_EVERY events per CPU: a helper call is not free. */
 	__u64 flags = BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg->wakeup_bytes)
+	if ((seq & (WAKEUP_CHECK_EVERY - 1)) == 0 &&
+	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg->wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 
 	/* The verifier needs cap_len bounded by the room on each path: the
@@ -352,10 +371,25 @@ static __always_inline int emit(struct xdp_md *ctx, const struct event_hdr *hdr,
 
 /* ---- the program ------------------------------------------------------ */
 
+/* frame_len is the frame's length, frags included. bpf_xdp_get_buff_len is
+ * a helper call, which costs as much as a header parse: when the outer IP
+ * length says the packet ends inside the linear part, there are no frags
+ * (only Ethernet padding could follow) and the linear length is the answer. */
+static __always_inline __u64 frame_len(struct xdp_md *ctx, void *data, void *data_end,
+				       __u64 outer_end)
+{
+	__u64 linear = data_end - data;
+
+	if (outer_end <= linear)
+		return linear;
+	return bpf_xdp_get_buff_len(ctx);
+}
+
 /* inner handles the inner frame of an accepted mirror packet. It returns the
  * outcome counter to bump; the verdict is XDP_DROP whatever it returns. */
 static __always_inline __u64 *inner(struct xdp_md *ctx, struct cursor *c, void *data,
-				    struct stats *st, const struct config *cfg, __u32 vni)
+				    __u64 buf_len, struct stats *st, const struct config *cfg,
+				    __u32 vni)
 {
 	__be16 proto;
 	enum parse_result r;
@@ -440,7 +474,6 @@ static __always_inline __u64 *inner(struct xdp_md *ctx, struct cursor *c, void *
 	__u64 off = c->pos - data;
 	if (off > MAX_HDR_OFF)
 		return &st->drop_malformed;
-	__u64 buf_len = bpf_xdp_get_buff_len(ctx);
 	if (buf_len < off)
 		return &st->drop_malformed;
 	__u64 avail = buf_len - off; /* bytes that arrived: Ethernet padding included */
@@ -464,7 +497,7 @@ static __always_inline __u64 *inner(struct xdp_md *ctx, struct cursor *c, void *
 	hdr.wire_len = wire_len;
 	hdr.tcp_flags = ((__u8 *)tcph)[13];
 
-	int err = emit(ctx, &hdr, off, cap_len, cfg);
+	int err = emit(ctx, &hdr, off, cap_len, cfg, st->emit + st->lost_ringbuf);
 	if (err == -1)
 		return &st->lost_ringbuf;
 	if (err < 0)
@@ -485,15 +518,13 @@ int shadowtap_xdp(struct xdp_md *ctx)
 	struct iphdr *ip4 = NULL;
 	struct ipv6hdr *ip6 = NULL;
 	int v6 = 0;
+	__u64 outer_end = 0; /* frame offset where the outer IP packet ends */
 	struct udphdr *udph;
 	__u32 vni;
 
 	struct stats *st = bpf_map_lookup_elem(&stats, &zero);
-	const struct config *cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!st || !cfg)
-		return XDP_PASS; /* cannot happen: arrays of one entry */
-
-	st->bytes += bpf_xdp_get_buff_len(ctx);
+	if (!st)
+		return XDP_PASS; /* cannot happen: an array of one entry */
 
 	/* Outer headers: anything we do not recognise passes untouched. */
 	if (parse_eth(&c, &proto) != PARSE_OK)
@@ -507,19 +538,29 @@ int shadowtap_xdp(struct xdp_md *ctx)
 			goto not_vxlan;
 		if (ip4->protocol != IPPROTO_UDP)
 			goto not_vxlan;
+		outer_end = (void *)ip4 - data + bpf_ntohs(ip4->tot_len);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		if (parse_ipv6(&c, &ip6) != PARSE_OK)
 			goto not_vxlan;
 		v6 = 1;
 		if (ip6->nexthdr != IPPROTO_UDP)
 			goto not_vxlan;
+		outer_end = (void *)ip6 - data + sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
 	} else {
 		goto not_vxlan;
 	}
 	if (parse_udp(&c, &udph) != PARSE_OK)
 		goto not_vxlan;
+	/* Looked up only now: most non-mirror traffic never needs it. */
+	const struct config *cfg = bpf_map_lookup_elem(&config, &zero);
+	if (!cfg)
+		goto not_vxlan; /* cannot happen: an array of one entry */
 	if (udph->dest != bpf_htons(cfg->vxlan_port))
 		goto not_vxlan;
+
+	/* From here on the frame is counted whole, frags included. */
+	__u64 buf_len = frame_len(ctx, data, data_end, outer_end);
+	st->bytes += buf_len;
 
 	/* The source is checked before the VXLAN header is read: nothing from
 	 * a source that is not allowed is parsed further or dropped. */
@@ -539,11 +580,15 @@ int shadowtap_xdp(struct xdp_md *ctx)
 	}
 
 	/* An accepted mirror packet: whatever is inside, it is dropped. */
-	__u64 *outcome = inner(ctx, &c, data, st, cfg, vni);
+	__u64 *outcome = inner(ctx, &c, data, buf_len, st, cfg, vni);
 	(*outcome)++;
 	return XDP_DROP;
 
 not_vxlan:
+	/* The linear part only: bpf_xdp_get_buff_len is a helper call, which
+	 * costs as much as the rest of this path. Only a multi-buffer frame
+	 * that is not a mirror packet is counted short. */
+	st->bytes += data_end - data;
 	st->pass_not_vxlan++;
 	return XDP_PASS;
 }

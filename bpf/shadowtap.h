@@ -82,6 +82,10 @@ struct stats {
 	__u64 bytes;     /* bytes of every packet seen, frags included */
 };
 
+/* VNIs an allowlist of at most this many is also copied into
+ * config.vnis, compared inline instead of looked up in vni_allow. */
+#define VNI_INLINE 8
+
 /* struct config is the single value of the array "config", set by pkg/xdp. */
 struct config {
 	__u16 vxlan_port;   /* outer UDP destination port, host order */
@@ -89,6 +93,7 @@ struct config {
 	__u32 vni_count;    /* entries in vni_allow; 0 = any VNI */
 	__u32 source_count; /* entries in source_allow; 0 = any source */
 	__u32 wakeup_bytes; /* wake the reader when this much is pending */
+	__u32 vnis[VNI_INLINE]; /* the allowlist when vni_count <= VNI_INLINE */
 };
 
 /*

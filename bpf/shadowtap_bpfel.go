@@ -20,6 +20,7 @@ type ShadowtapConfig struct {
 	VniCount    uint32
 	SourceCount uint32
 	WakeupBytes uint32
+	Vnis        [8]uint32
 }
 
 type ShadowtapSourceKey struct {

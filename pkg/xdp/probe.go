@@ -101,6 +101,10 @@ func (p *Probe) fillMaps() error {
 		SourceCount: uint32(len(p.cfg.Sources)),
 		WakeupBytes: wakeupBytes(p.cfg.RingSize),
 	}
+	// A short allowlist is also compared inline by the program.
+	if len(p.cfg.VNIs) <= len(c.Vnis) {
+		copy(c.Vnis[:], p.cfg.VNIs)
+	}
 	if err := p.objs.Config.Put(uint32(0), &c); err != nil {
 		return fmt.Errorf("write the XDP config map: %w", err)
 	}
