@@ -1,5 +1,3 @@
-//go:build shadowtap_wip
-
 // Command shadowtap receives AWS VPC Traffic Mirroring traffic, rebuilds the
 // HTTP conversations and replays the safe requests to a shadow fleet.
 //

@@ -1,5 +1,3 @@
-//go:build shadowtap_wip
-
 package main
 
 import (
@@ -16,6 +14,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg := pipeline.Defaults()
 	fs := newFlagSet("run", stderr)
 	var ports, sources []string
+	var vnis []uint
 	var logFormat string
 	var noSystemd bool
 
@@ -23,7 +22,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Capture, "capture", cfg.Capture, "capture source: xdp, socket (UDP socket on the VXLAN port, no CAP_BPF needed) or pcap (a capture file)")
 	fs.StringVar(&cfg.Iface, "iface", "", "interface that receives the mirror traffic (xdp)")
 	fs.StringSliceVar(&ports, "ports", nil, "TCP port(s) of the mirrored service, comma-separated or repeated (required)")
-	fs.Uint32SliceVar(&cfg.VNIs, "vni", nil, "accept only these VXLAN VNIs (repeatable; default any)")
+	fs.UintSliceVar(&vnis, "vni", nil, "accept only these VXLAN VNIs (repeatable; default any)")
 	fs.StringSliceVar(&sources, "source", nil, "accept mirror packets only from these outer source CIDRs (repeatable; default any)")
 	fs.Uint16Var(&cfg.VXLANPort, "vxlan-port", cfg.VXLANPort, "UDP port of the VXLAN mirror traffic")
 	fs.StringVar(&cfg.XDPMode, "xdp-mode", cfg.XDPMode, "XDP attach mode: auto (native, else generic), native or generic")
@@ -70,6 +69,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	var err error
 	if cfg.Ports, err = pipeline.ParsePorts(ports); err != nil {
+		return usageError{err}
+	}
+	if cfg.VNIs, err = pipeline.ParseVNIs(vnis); err != nil {
 		return usageError{err}
 	}
 	if cfg.Sources, err = pipeline.ParseSources(sources); err != nil {

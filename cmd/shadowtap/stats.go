@@ -1,5 +1,3 @@
-//go:build shadowtap_wip
-
 package main
 
 import (

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shadowtap/shadowtap/pkg/capture"
 )
 
 // Capture sources.
@@ -118,8 +120,8 @@ func (c *Config) Validate() error {
 		if c.PcapFile == "" {
 			return errors.New("--pcap-file is required with --capture pcap")
 		}
-		if c.PcapSpeed != "1x" && c.PcapSpeed != "max" {
-			return fmt.Errorf("--pcap-speed %q: want 1x or max", c.PcapSpeed)
+		if _, err := capture.ParseSpeed(c.PcapSpeed); err != nil {
+			return fmt.Errorf("--pcap-speed %q: want max or a multiple of the recorded pace such as 1x, 2x, 0.5x", c.PcapSpeed)
 		}
 	default:
 		return fmt.Errorf("--capture %q: want xdp, socket or pcap", c.Capture)
@@ -203,6 +205,18 @@ func ParseSources(items []string) ([]netip.Prefix, error) {
 			return nil, fmt.Errorf("--source %q: want a CIDR such as 10.0.0.0/16 or an address", s)
 		}
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// ParseVNIs checks --vni values: VXLAN network identifiers have 24 bits.
+func ParseVNIs(items []uint) ([]uint32, error) {
+	out := make([]uint32, 0, len(items))
+	for _, v := range items {
+		if v > 1<<24-1 {
+			return nil, fmt.Errorf("--vni %d: a VNI has 24 bits (0-16777215)", v)
+		}
+		out = append(out, uint32(v))
 	}
 	return out, nil
 }

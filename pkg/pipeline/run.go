@@ -1,5 +1,3 @@
-//go:build shadowtap_wip
-
 package pipeline
 
 import (
@@ -176,17 +174,16 @@ func build(cfg Config, log *slog.Logger) (*stages, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.source, p.closer = s, s.Close
+		p.source = s // opens the file in Run and closes it at the end
 	}
 	return p, nil
 }
 
 func replayConfig(cfg Config) (replay.Config, error) {
-	rc := replay.Config{
-		Methods: cfg.Methods, SamplePercent: cfg.Sample, SampleKey: cfg.SampleKey,
-		MaxRPS: cfg.MaxRPS, MaxInflight: cfg.MaxInflight, Queue: cfg.Queue, Timeout: cfg.Timeout,
-		DropHeaders: cfg.DropHeaders, Host: cfg.Host, Marker: !cfg.NoMarker,
-	}
+	rc := replay.DefaultConfig()
+	rc.Methods, rc.SamplePercent, rc.SampleKey = cfg.Methods, cfg.Sample, cfg.SampleKey
+	rc.MaxRPS, rc.MaxInflight, rc.Queue, rc.Timeout = cfg.MaxRPS, cfg.MaxInflight, cfg.Queue, cfg.Timeout
+	rc.DropHeaders, rc.Host, rc.Marker = cfg.DropHeaders, cfg.Host, !cfg.NoMarker
 	for _, t := range cfg.Targets {
 		u, err := ParseTarget(t)
 		if err != nil {
@@ -222,11 +219,10 @@ func (p *stages) close() {
 func (p *stages) collectors() []prometheus.Collector {
 	cs := []prometheus.Collector{
 		metrics.Capture(p.source.Counters),
-		metrics.Stage("flow", func() any { return p.dispatch.Stats().Snapshot() }),
+		metrics.Stage("flow", func() any { return p.dispatch.Stats() }),
 		metrics.Stage("http", func() any { return p.httpStats.Snapshot() }),
 	}
 	if p.replayer != nil {
-		cs = append(cs, metrics.Stage("replay", func() any { return p.replayer.Stats().Snapshot() }))
 		cs = append(cs, p.replayer.Collectors()...)
 	} else {
 		cs = append(cs, metrics.Stage("observe", func() any { return p.observer.snapshot() }))

@@ -1,5 +1,3 @@
-//go:build shadowtap_wip
-
 package pipeline
 
 import (
@@ -81,7 +79,7 @@ func (p *stages) logSummary(log *slog.Logger, msg string) {
 	}
 	attrs = append(attrs, "truncated", c.Truncated)
 	p.summary.last, p.summary.lastTime = c, now
-	attrs = append(attrs, slog.Any("flow", p.dispatch.Stats().Snapshot()), slog.Any("http", p.httpStats.Snapshot()))
+	attrs = append(attrs, slog.Any("flow", p.dispatch.Stats()), slog.Any("http", p.httpStats.Snapshot()))
 	if p.replayer != nil {
 		attrs = append(attrs, slog.Any("replay", p.replayer.Stats().Snapshot()))
 	} else {
