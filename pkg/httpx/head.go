@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 )
 
@@ -161,42 +162,54 @@ func parseResponseHead(r *Response, head []byte, fields []Field) ([]Field, frami
 	return parseFields(rest, fields)
 }
 
-// parseFields parses header lines through the blank line.
+// vchar marks the bytes allowed in a field value: VCHAR, SP, HTAB, obs-text.
+var vchar = func() (t [256]bool) {
+	for c := 0x20; c < 0x100; c++ {
+		t[c] = c != 0x7f
+	}
+	t['\t'] = true
+	return t
+}()
+
+// parseFields parses header lines through the blank line, in one pass.
 func parseFields(b []byte, fields []Field) ([]Field, framing, error) {
 	fr := framing{length: -1}
 	for {
-		line, rest, ok := nextLine(b)
-		if !ok {
+		i := 0
+		for i < len(b) && tchar[b[i]] {
+			i++
+		}
+		if i == len(b) {
 			return fields, fr, errField
 		}
-		b = rest
-		if len(line) == 0 {
-			return fields, fr, nil
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return fields, fr, errField // obsolete line folding
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			return fields, fr, errField
-		}
-		name := line[:colon]
-		for _, c := range name {
-			if !tchar[c] {
-				return fields, fr, errField
+		if b[i] != ':' {
+			if i == 0 && (b[0] == '\n' || (b[0] == '\r' && len(b) > 1 && b[1] == '\n')) {
+				return fields, fr, nil // the blank line
 			}
+			return fields, fr, errField // bad name, no colon, or obsolete line folding
 		}
-		v := line[colon+1:]
-		for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-			v = v[1:]
+		if i == 0 {
+			return fields, fr, errField
 		}
+		name := b[:i]
+		j := i + 1
+		for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
+			j++
+		}
+		k := j + plainRun(b[j:])
+		for k < len(b) && vchar[b[k]] {
+			k++
+		}
+		v := b[j:k]
+		if k < len(b) && b[k] == '\r' {
+			k++
+		}
+		if k >= len(b) || b[k] != '\n' {
+			return fields, fr, errField // CTL or bare CR in the value
+		}
+		b = b[k+1:]
 		for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
 			v = v[:len(v)-1]
-		}
-		for _, c := range v {
-			if (c < 0x20 && c != '\t') || c == 0x7f {
-				return fields, fr, errField
-			}
 		}
 		fields = append(fields, Field{Name: name, Value: v})
 		switch len(name) {
@@ -385,4 +398,24 @@ func (m *matcher) startByte(c byte) bool {
 		return c == 'H'
 	}
 	return methodStart[c]
+}
+
+// plainRun returns a length, a multiple of 8, of the prefix of b that holds
+// no byte below 0x20 and no DEL, checking eight bytes at a time (the caller
+// checks the rest byte by byte).
+func plainRun(b []byte) int {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	n := 0
+	for len(b)-n >= 8 {
+		x := binary.LittleEndian.Uint64(b[n:])
+		y := x ^ (0x7f * ones) // zero bytes where x has DEL
+		if ((x-0x20*ones)&^x|(y-ones)&^y)&highs != 0 {
+			break
+		}
+		n += 8
+	}
+	return n
 }

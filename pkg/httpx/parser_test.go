@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -208,5 +209,33 @@ func TestPoolForgetsResponse(t *testing.T) {
 	e2 := p.get()
 	if e2.Resp != nil || e2.resp.Status != 0 || e2.Reason != RespOK || e2.Seq != 0 {
 		t.Fatalf("recycled exchange not clean: Resp=%v status=%d reason=%v seq=%d", e2.Resp, e2.resp.Status, e2.Reason, e2.Seq)
+	}
+}
+
+func TestPlainRun(t *testing.T) {
+	naive := func(b []byte) int {
+		n := 0
+		for len(b)-n >= 8 {
+			for _, c := range b[n : n+8] {
+				if c < 0x20 || c == 0x7f {
+					return n
+				}
+			}
+			n += 8
+		}
+		return n
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	for i := 0; i < 20000; i++ {
+		b := make([]byte, rng.IntN(40))
+		for j := range b {
+			b[j] = byte(0x20 + rng.IntN(0x60))
+			if rng.IntN(30) == 0 {
+				b[j] = []byte{0, '\t', '\r', '\n', 0x1f, 0x7f, 0x80, 0xff, 0x7e}[rng.IntN(9)]
+			}
+		}
+		if got, want := plainRun(b), naive(b); got != want {
+			t.Fatalf("plainRun(%q) = %d, want %d", b, got, want)
+		}
 	}
 }
