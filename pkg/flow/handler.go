@@ -29,11 +29,11 @@ func KeyOf(h *event.Header) Key {
 type CloseReason uint8
 
 const (
-	CloseFIN     CloseReason = iota // both directions finished, or one side FIN and the other idle
-	CloseRST                        // a reset was seen
-	CloseIdle                       // no segment for the idle timeout
-	CloseEvicted                    // evicted to make room (connection-count cap, LRU)
-	CloseShutdown                   // the pipeline is stopping
+	CloseFIN      CloseReason = iota // both directions finished, or one side FIN and the other idle
+	CloseRST                         // a reset was seen
+	CloseIdle                        // no segment for the idle timeout
+	CloseEvicted                     // evicted to make room (connection-count cap, LRU)
+	CloseShutdown                    // the pipeline is stopping
 )
 
 func (r CloseReason) String() string {
