@@ -22,6 +22,7 @@ check-generated: generate
 
 # The test command: unit tests, privileged lab tests (as root), a short fuzz run.
 test:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz

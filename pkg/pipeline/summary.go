@@ -79,11 +79,33 @@ func (p *stages) logSummary(log *slog.Logger, msg string) {
 	}
 	attrs = append(attrs, "truncated", c.Truncated)
 	p.summary.last, p.summary.lastTime = c, now
-	attrs = append(attrs, slog.Any("flow", p.dispatch.Stats()), slog.Any("http", p.httpStats.Snapshot()))
+
+	f := p.dispatch.Stats()
+	attrs = append(attrs, slog.Group("flow",
+		"conns", f.ConnsTracked, "opened", f.ConnsOpened, "gaps", f.Gaps,
+		"evicted", f.ClosedEvicted, "queue_full", f.QueueFullEvents))
+	h := p.httpStats.Snapshot()
+	attrs = append(attrs, slog.Group("http",
+		"requests", h.Requests, "responses", h.Responses,
+		"too_large", h.RequestsTooLarge+h.ResponsesTooLarge,
+		"gap_dropped", h.RequestsGap+h.ResponsesGap,
+		"not_http", h.GaveUpNotHTTP, "upgrades", h.GaveUpUpgrade+h.GaveUpConnect))
 	if p.replayer != nil {
-		attrs = append(attrs, slog.Any("replay", p.replayer.Stats().Snapshot()))
+		r := p.replayer.Stats().Snapshot()
+		var replayed, dropped, failed, pending uint64
+		for _, t := range r.Targets {
+			replayed += t.ReplayedTotal()
+			dropped += t.Dropped()
+			failed += t.Failed()
+			pending += t.Queued + t.InFlight
+		}
+		attrs = append(attrs, slog.Group("replay",
+			"replayed", replayed, "filtered", r.FilteredMethod+r.FilteredPath,
+			"sampled_out", r.SampledOut, "too_large", r.TooLarge,
+			"dropped", dropped, "failed", failed, "pending", pending))
 	} else {
-		attrs = append(attrs, slog.Any("observe", p.observer.snapshot()))
+		o := p.observer.snapshot()
+		attrs = append(attrs, slog.Group("observe", "requests", o.Requests, "responses", o.Responses))
 	}
 	log.Info(msg, attrs...)
 }
