@@ -1,0 +1,126 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shadowtap/shadowtap/testenv/mirrorgen"
+)
+
+const exposition = `# HELP shadowtap_capture_packets_total Mirror packets by capture outcome.
+# TYPE shadowtap_capture_packets_total counter
+shadowtap_capture_packets_total{outcome="emit"} 1.5e+06
+shadowtap_capture_packets_total{outcome="lost_ringbuf"} 3
+shadowtap_capture_packets_total{outcome="pass_not_vxlan"} 2
+shadowtap_flow_queue_full_events_total 0
+shadowtap_http_requests_total 250000
+shadowtap_replay_requests_total 250000
+shadowtap_replay_replayed_total{class="2xx",target="http://10.83.0.2:8080"} 249990
+shadowtap_replay_replayed_total{class="5xx",target="http://10.83.0.2:8080"} 5
+shadowtap_replay_dropped_total{reason="queue_full",target="http://10.83.0.2:8080"} 5
+shadowtap_replay_dropped_total{reason="rate_limit",target="http://10.83.0.2:8080"} 0
+shadowtap_replay_failed_total{reason="timeout",target="http://10.83.0.2:8080"} 0
+shadowtap_replay_queued{target="http://10.83.0.2:8080"} 0
+shadowtap_replay_inflight{target="http://10.83.0.2:8080"} 1
+weird_label{a="x\"y,z}",b="\\"} +Inf
+`
+
+func TestParsePromText(t *testing.T) {
+	sc, err := parsePromText(strings.NewReader(exposition))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sc.get(mCapturePackets, "outcome", "emit"); got != 1.5e6 {
+		t.Errorf("emit = %v", got)
+	}
+	if got := sc.get(mReplayed); got != 249995 {
+		t.Errorf("replayed = %v", got)
+	}
+	if got := sc.byLabel(mReplayDropped, "reason")["queue_full"]; got != 5 {
+		t.Errorf("dropped queue_full = %v", got)
+	}
+	if _, ok := sc.sum("weird_label", "a", `x"y,z}`, "b", `\`); !ok {
+		t.Errorf("escaped labels not parsed: %+v", sc[len(sc)-1])
+	}
+	if miss := missingMetrics(sc); len(miss) != 0 {
+		t.Errorf("missing %v", miss)
+	}
+	c := countersFrom(sc)
+	if c.seen() != 1.5e6+5 || c.lost() != 3 || c.pending != 1 || c.ended() != 250000 {
+		t.Errorf("counters: seen %v lost %v pending %v ended %v", c.seen(), c.lost(), c.pending, c.ended())
+	}
+	if _, err := parsePromText(strings.NewReader("x{a=\"1\" 2\n")); err == nil {
+		t.Error("unterminated labels accepted")
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	stat := "4242 (shadow tap) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 130 0 0 20 0 8 0 12345 0 0"
+	d, err := parseStatCPU([]byte(stat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d != 3800*time.Millisecond {
+		t.Errorf("cpu = %v, want 3.8s", d)
+	}
+	rss, err := parseStatusKB([]byte("Name:\tshadowtap\nVmPeak:\t  9000 kB\nVmHWM:\t   51200 kB\n"), "VmHWM")
+	if err != nil || rss != 50<<20 {
+		t.Errorf("VmHWM = %d, %v", rss, err)
+	}
+	sys, err := parseSysCPU([]byte("cpu  100 0 50 800 50 0 25 0 0 0\ncpu0 1 2 3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sys.Busy != 1750*time.Millisecond || sys.SoftIRQ != 250*time.Millisecond || sys.Total != 10250*time.Millisecond {
+		t.Errorf("sys = %+v", sys)
+	}
+	if got := cpuModel([]byte("processor\t: 0\nmodel name\t: AMD EPYC 7R13\n")); got != "AMD EPYC 7R13" {
+		t.Errorf("cpu model %q", got)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	o, err := parseFlags([]string{"--rates", "25k,1.5M,300", "--modes", "socket"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.rates) != 3 || o.rates[0] != 25e3 || o.rates[1] != 1.5e6 || o.rates[2] != 300 || o.modes[0] != "socket" {
+		t.Errorf("rates %v modes %v", o.rates, o.modes)
+	}
+	q, err := parseFlags([]string{"--quick"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.rates) != 1 || q.step != 2*time.Second || len(q.modes) != 2 {
+		t.Errorf("quick: %v %v %v", q.rates, q.step, q.modes)
+	}
+	for _, bad := range [][]string{{"--modes", "pcap"}, {"--rates", "0"}, {"--rates", "x"}, {"--mix", "nope=1"}, {"extra"}} {
+		if _, err := parseFlags(bad, io.Discard); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
+func TestJudge(t *testing.T) {
+	gen := genResult{Summary: mirrorgen.Summary{Packets: 1000, RequestsSent: 100, Elapsed: time.Second}}
+	before := counters{outcomes: map[string]float64{"emit": 10}}
+	after := counters{outcomes: map[string]float64{"emit": 1010}, parsed: 101, replayReqs: 101, replayed: 101}
+	s := newStepResult("xdp", 1000, gen, before, after)
+	if !s.Lossless {
+		t.Fatalf("lossless step judged lossy: %v", s.Why)
+	}
+	after.outcomes["lost_ringbuf"] = 1
+	after.replayed, after.dropped = 100, 1
+	s = newStepResult("xdp", 1000, gen, before, after)
+	if s.Lossless || len(s.Why) != 3 {
+		t.Errorf("lossy step: lossless=%v why=%q", s.Lossless, s.Why)
+	}
+	gen.Refused = 5
+	after = counters{outcomes: map[string]float64{"emit": 1005}, parsed: 100, replayed: 100}
+	s = newStepResult("socket", 1000, gen, before, after)
+	if s.Lossless {
+		t.Error("refused frames judged lossless")
+	}
+}

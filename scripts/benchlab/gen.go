@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/shadowtap/shadowtap/testenv"
+	"github.com/shadowtap/shadowtap/testenv/mirrorgen"
+)
+
+// genConfig is the traffic of every step, apart from its rate.
+type genConfig struct {
+	workers         int
+	conns           int
+	requestsPerConn int
+	mix             mirrorgen.Mix
+	smallBody       int
+	largeKiB        int
+}
+
+// sender drives mirrorgen from the production namespace: one AF_PACKET
+// writer per worker on prod's mir0, frames addressed to recv mir0 as an AWS
+// mirror session addresses its target.
+type sender struct {
+	lab     *testenv.Lab
+	cfg     genConfig
+	writers []*mirrorgen.PacketWriter
+	srcMAC  net.HardwareAddr
+	dstMAC  net.HardwareAddr
+}
+
+func newSender(lab *testenv.Lab, cfg genConfig) (*sender, error) {
+	s := &sender{lab: lab, cfg: cfg}
+	err := lab.Do(lab.RecvNS, func() error {
+		ifi, err := net.InterfaceByName(lab.RecvIface)
+		if err != nil {
+			return fmt.Errorf("receiver interface %s: %w", lab.RecvIface, err)
+		}
+		s.dstMAC = ifi.HardwareAddr
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = lab.Do(lab.ProdNS, func() error {
+		ifi, err := net.InterfaceByName(testenv.ProdMirrorIface)
+		if err != nil {
+			return fmt.Errorf("production mirror interface %s: %w", testenv.ProdMirrorIface, err)
+		}
+		s.srcMAC = ifi.HardwareAddr
+		for range cfg.workers {
+			w, err := mirrorgen.NewPacketWriter(testenv.ProdMirrorIface)
+			if err != nil {
+				return err
+			}
+			s.writers = append(s.writers, w)
+		}
+		return nil
+	})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the writers.
+func (s *sender) Close() error {
+	var errs []error
+	for _, w := range s.writers {
+		errs = append(errs, w.Close())
+	}
+	s.writers = nil
+	return errors.Join(errs...)
+}
+
+// genResult sums the workers' summaries for one step.
+type genResult struct {
+	mirrorgen.Summary
+	// Refused counts frames the kernel refused to queue (ENOBUFS): they
+	// were never sent, though Summary.Packets counts them.
+	Refused uint64
+}
+
+// Sent is the frames that left the generator.
+func (g genResult) Sent() uint64 { return g.Packets - g.Refused }
+
+// PPS is the achieved rate of frames that left.
+func (g genResult) PPS() float64 {
+	if g.Elapsed <= 0 {
+		return 0
+	}
+	return float64(g.Sent()) / g.Elapsed.Seconds()
+}
+
+// RPS is the achieved rate of complete requests.
+func (g genResult) RPS() float64 {
+	if g.Elapsed <= 0 {
+		return 0
+	}
+	return float64(g.RequestsSent) / g.Elapsed.Seconds()
+}
+
+// run sends rate frames/s for d, split over the workers. Step numbers give
+// each step its own inner server address (10.81.<step>.<2+worker>), so the
+// connections a step leaves open never share a 4-tuple with the next step's.
+func (s *sender) run(ctx context.Context, step int, rate float64, d time.Duration) (genResult, error) {
+	n := len(s.writers)
+	results := make([]mirrorgen.Summary, n)
+	refused := make([]uint64, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, w := range s.writers {
+		server := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 81, byte(step % 256), byte(2 + i)}), 8080)
+		g, err := mirrorgen.New(mirrorgen.Config{
+			Conns:           max(1, s.cfg.conns/n),
+			RequestsPerConn: s.cfg.requestsPerConn,
+			Duration:        d,
+			Rate:            rate / float64(n),
+			Mix:             s.cfg.mix,
+			SmallBody:       s.cfg.smallBody,
+			LargeKiB:        s.cfg.largeKiB,
+			VNI:             s.lab.VNI,
+			Source:          s.lab.MirrorSource4,
+			Receiver:        s.lab.RecvAddr4,
+			SrcMAC:          s.srcMAC,
+			DstMAC:          s.dstMAC,
+			Server:          server,
+			Seed:            uint64(step)<<8 | uint64(i),
+		})
+		if err != nil {
+			return genResult{}, fmt.Errorf("generator: %w", err)
+		}
+		before := w.Dropped()
+		wg.Go(func() {
+			sum, err := g.Run(ctx, w)
+			results[i], errs[i], refused[i] = sum, err, w.Dropped()-before
+		})
+	}
+	wg.Wait()
+	var out genResult
+	for i, r := range results {
+		out.Packets += r.Packets
+		out.Bytes += r.Bytes
+		out.Requests += r.Requests
+		out.Responses += r.Responses
+		out.RequestsSent += r.RequestsSent
+		out.ResponsesSent += r.ResponsesSent
+		out.Conns += r.Conns
+		out.Refused += refused[i]
+	}
+	out.Elapsed = time.Since(start)
+	return out, errors.Join(errs...)
+}
+
+// startShadow serves the shadow fleet's side in the shadow namespace: a
+// small, fast handler that answers every path with 200 and a short body
+// (HEAD without one). It records nothing, so it does not grow with the load.
+func startShadow(ctx context.Context, lab *testenv.Lab, addr string) (func() error, error) {
+	ln, err := lab.Listen(lab.ShadowNS, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("shadow server: %w", err)
+	}
+	body := []byte("shadow ok\n")
+	clen := strconv.Itoa(len(body))
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Content-Length", clen)
+			_, _ = w.Write(body)
+		}),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	return func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		if serr := <-done; !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, serr)
+		}
+		return err
+	}, nil
+}

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/shadowtap/shadowtap/testenv"
+)
+
+// Metric names (see pkg/metrics, pkg/replay/metrics.go and the Stats
+// snapshots of pkg/flow and pkg/httpx).
+const (
+	mCapturePackets  = "shadowtap_capture_packets_total" // {outcome}
+	mFlowQueueFull   = "shadowtap_flow_queue_full_events_total"
+	mFlowGaps        = "shadowtap_flow_gaps_total"
+	mHTTPRequests    = "shadowtap_http_requests_total"
+	mHTTPReqGap      = "shadowtap_http_requests_gap_total"
+	mHTTPReqBad      = "shadowtap_http_requests_malformed_total"
+	mHTTPReqTooLarge = "shadowtap_http_requests_too_large_total"
+	mReplayRequests  = "shadowtap_replay_requests_total"
+	mReplayFiltered  = "shadowtap_replay_filtered_total" // {reason}
+	mReplayed        = "shadowtap_replay_replayed_total" // {target,class}
+	mReplayDropped   = "shadowtap_replay_dropped_total"  // {target,reason}
+	mReplayFailed    = "shadowtap_replay_failed_total"   // {target,reason}
+	mReplayQueued    = "shadowtap_replay_queued"         // gauge {target}
+	mReplayInflight  = "shadowtap_replay_inflight"       // gauge {target}
+)
+
+// counters are the cumulative figures read at the edge of a step.
+type counters struct {
+	outcomes                  map[string]float64
+	flowQueueFull, flowGaps   float64
+	parsed, reqGap, reqBad    float64
+	reqTooLarge               float64
+	replayReqs, filtered      float64
+	replayed, dropped, failed float64
+	dropReasons, failReasons  map[string]float64
+	pending                   float64 // queued + in flight now
+	shadowtapCPU              time.Duration
+	selfCPU                   time.Duration
+	sys                       sysCPU
+	recvRxDropped             uint64 // recv mir0 rx_dropped (veth: before XDP or the stack)
+	prodTxDropped             uint64
+}
+
+func (c counters) emit() float64 { return c.outcomes["emit"] }
+func (c counters) lost() float64 { return c.outcomes["lost_ringbuf"] }
+func (c counters) seen() float64 {
+	var n float64
+	for _, v := range c.outcomes {
+		n += v
+	}
+	return n
+}
+
+// ended is the replay requests that reached an outcome.
+func (c counters) ended() float64 { return c.filtered + c.replayed + c.dropped + c.failed }
+
+func countersFrom(sc scrape) counters {
+	return counters{
+		outcomes:      sc.byLabel(mCapturePackets, "outcome"),
+		flowQueueFull: sc.get(mFlowQueueFull),
+		flowGaps:      sc.get(mFlowGaps),
+		parsed:        sc.get(mHTTPRequests),
+		reqGap:        sc.get(mHTTPReqGap),
+		reqBad:        sc.get(mHTTPReqBad),
+		reqTooLarge:   sc.get(mHTTPReqTooLarge),
+		replayReqs:    sc.get(mReplayRequests),
+		filtered:      sc.get(mReplayFiltered),
+		replayed:      sc.get(mReplayed),
+		dropped:       sc.get(mReplayDropped),
+		failed:        sc.get(mReplayFailed),
+		dropReasons:   sc.byLabel(mReplayDropped, "reason"),
+		failReasons:   sc.byLabel(mReplayFailed, "reason"),
+		pending:       sc.get(mReplayQueued) + sc.get(mReplayInflight),
+	}
+}
+
+// missingMetrics lists the metric names the benchmark needs that a scrape
+// lacks, so a renamed metric fails loudly instead of reading as zero.
+func missingMetrics(sc scrape) []string {
+	var out []string
+	for _, n := range []string{mCapturePackets, mFlowQueueFull, mHTTPRequests, mReplayRequests, mReplayed, mReplayDropped, mReplayFailed} {
+		if !sc.has(n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// read takes every counter of a step edge.
+func read(ctx context.Context, lab *testenv.Lab, r *receiver) (counters, error) {
+	sc, err := r.scrape(ctx)
+	if err != nil {
+		return counters{}, err
+	}
+	if miss := missingMetrics(sc); len(miss) > 0 {
+		return counters{}, fmt.Errorf("shadowtap's /metrics lacks %s (has: %s)", strings.Join(miss, ", "), strings.Join(sc.names("shadowtap_"), " "))
+	}
+	c := countersFrom(sc)
+	if c.shadowtapCPU, err = r.cpu(); err != nil {
+		return c, err
+	}
+	if c.selfCPU, err = selfCPU(); err != nil {
+		return c, err
+	}
+	if c.sys, err = readSysCPU(); err != nil {
+		return c, err
+	}
+	rs, err := lab.LinkStats(ctx, lab.RecvNS, lab.RecvIface)
+	if err != nil {
+		return c, err
+	}
+	ps, err := lab.LinkStats(ctx, lab.ProdNS, testenv.ProdMirrorIface)
+	if err != nil {
+		return c, err
+	}
+	c.recvRxDropped, c.prodTxDropped = rs.RxDropped, ps.TxDropped
+	return c, nil
+}
+
+// settle waits until shadowtap has finished with what the step sent: no
+// replay queued or in flight and the capture, parse and replay counters
+// unchanged over one poll interval; at most maxWait.
+func settle(ctx context.Context, r *receiver, maxWait time.Duration) (time.Duration, error) {
+	start := time.Now()
+	deadline := start.Add(maxWait)
+	const poll = 250 * time.Millisecond
+	var prev counters
+	havePrev := false
+	for {
+		select {
+		case <-ctx.Done():
+			return time.Since(start), ctx.Err()
+		case <-time.After(poll):
+		}
+		sc, err := r.scrape(ctx)
+		if err != nil {
+			return time.Since(start), err
+		}
+		c := countersFrom(sc)
+		if havePrev && c.pending == 0 && c.seen() == prev.seen() && c.parsed == prev.parsed &&
+			c.ended() == prev.ended() && c.ended() >= c.replayReqs {
+			return time.Since(start), nil
+		}
+		prev, havePrev = c, true
+		if time.Now().After(deadline) {
+			return time.Since(start), nil
+		}
+	}
+}
+
+// stepResult is one rate step of one mode.
+type stepResult struct {
+	Mode      string
+	Requested float64
+	Gen       genResult
+	Settle    time.Duration
+
+	LinkDropped               uint64  // veth drops on the mirror link (before capture)
+	Seen, Emit, Lost          float64 // capture outcomes
+	CaptureOther              float64 // any other capture outcome (pass_*, drop_*)
+	FlowQueueFull, FlowGaps   float64
+	Parsed, ReqGap, ReqBad    float64
+	ReqTooLarge               float64
+	ReplayReqs, Filtered      float64
+	Replayed, Dropped, Failed float64
+	DropReasons, FailReasons  map[string]float64
+
+	CPU, SelfCPU time.Duration // shadowtap; this process (generator + shadow server)
+	Sys          sysCPU        // whole machine
+	PeakRSS      uint64
+
+	Lossless bool
+	Why      []string
+}
+
+func diffMap(a, b map[string]float64) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range a {
+		if d := v - b[k]; d != 0 {
+			out[k] = d
+		}
+	}
+	return out
+}
+
+func newStepResult(mode string, rate float64, gen genResult, before, after counters) stepResult {
+	s := stepResult{
+		Mode: mode, Requested: rate, Gen: gen,
+		LinkDropped:   (after.recvRxDropped - before.recvRxDropped) + (after.prodTxDropped - before.prodTxDropped),
+		Seen:          after.seen() - before.seen(),
+		Emit:          after.emit() - before.emit(),
+		Lost:          after.lost() - before.lost(),
+		FlowQueueFull: after.flowQueueFull - before.flowQueueFull,
+		FlowGaps:      after.flowGaps - before.flowGaps,
+		Parsed:        after.parsed - before.parsed,
+		ReqGap:        after.reqGap - before.reqGap,
+		ReqBad:        after.reqBad - before.reqBad,
+		ReqTooLarge:   after.reqTooLarge - before.reqTooLarge,
+		ReplayReqs:    after.replayReqs - before.replayReqs,
+		Filtered:      after.filtered - before.filtered,
+		Replayed:      after.replayed - before.replayed,
+		Dropped:       after.dropped - before.dropped,
+		Failed:        after.failed - before.failed,
+		DropReasons:   diffMap(after.dropReasons, before.dropReasons),
+		FailReasons:   diffMap(after.failReasons, before.failReasons),
+		CPU:           after.shadowtapCPU - before.shadowtapCPU,
+		SelfCPU:       after.selfCPU - before.selfCPU,
+		Sys:           after.sys.sub(before.sys),
+	}
+	s.CaptureOther = s.Seen - s.Emit - s.Lost
+	s.judge()
+	return s
+}
+
+// judge decides whether the step was lossless: every mirrored packet the
+// generator sent was handed on by the capture stage, and every request the
+// generator sent completely was parsed and replayed (none dropped, failed
+// or filtered).
+func (s *stepResult) judge() {
+	var why []string
+	sent := float64(s.Gen.Sent())
+	if s.Gen.Refused > 0 {
+		why = append(why, fmt.Sprintf("sender refused %d frames", s.Gen.Refused))
+	}
+	if s.LinkDropped > 0 {
+		why = append(why, fmt.Sprintf("%d dropped on the mirror link before capture", s.LinkDropped))
+	}
+	if s.Lost > 0 {
+		why = append(why, fmt.Sprintf("capture lost %.0f (lost_ringbuf)", s.Lost))
+	}
+	if s.Emit < sent {
+		why = append(why, fmt.Sprintf("capture emitted %.0f of %.0f sent", s.Emit, sent))
+	}
+	if s.FlowQueueFull > 0 {
+		why = append(why, fmt.Sprintf("flow queue full %.0f", s.FlowQueueFull))
+	}
+	if s.Parsed < float64(s.Gen.RequestsSent) {
+		why = append(why, fmt.Sprintf("parsed %.0f of %d requests", s.Parsed, s.Gen.RequestsSent))
+	}
+	if s.Dropped > 0 {
+		why = append(why, fmt.Sprintf("replay dropped %.0f %v", s.Dropped, s.DropReasons))
+	}
+	if s.Failed > 0 {
+		why = append(why, fmt.Sprintf("replay failed %.0f %v", s.Failed, s.FailReasons))
+	}
+	if s.Filtered > 0 {
+		why = append(why, fmt.Sprintf("filtered %.0f", s.Filtered))
+	}
+	if s.Replayed < s.Parsed || s.Replayed < float64(s.Gen.RequestsSent) {
+		why = append(why, fmt.Sprintf("replayed %.0f of %.0f parsed", s.Replayed, s.Parsed))
+	}
+	s.Why = why
+	s.Lossless = len(why) == 0
+}
+
+// cpuPerMpkt is CPU seconds per million mirrored packets.
+func cpuPerMpkt(d time.Duration, packets uint64) float64 {
+	if packets == 0 {
+		return 0
+	}
+	return d.Seconds() / (float64(packets) / 1e6)
+}
+
+func (s stepResult) line() string {
+	verdict := "LOSSLESS"
+	if !s.Lossless {
+		verdict = "LOSSY: " + strings.Join(s.Why, "; ")
+	}
+	return fmt.Sprintf("%-6s req %7.0f pkt/s  sent %8.0f pkt/s %6.0f req/s (%d pkts, %d req)  emit %.0f lost %.0f  parsed %.0f replayed %.0f  cpu %.2fs (%.2f s/Mpkt) sys %.2fs  settle %s  %s",
+		s.Mode, s.Requested, s.Gen.PPS(), s.Gen.RPS(), s.Gen.Sent(), s.Gen.RequestsSent, s.Emit, s.Lost, s.Parsed, s.Replayed,
+		s.CPU.Seconds(), cpuPerMpkt(s.CPU, s.Gen.Sent()), s.Sys.Busy.Seconds(), s.Settle.Round(10*time.Millisecond), verdict)
+}
