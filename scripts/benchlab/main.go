@@ -240,6 +240,9 @@ func run(ctx context.Context, o options, args []string) error {
 			return fmt.Errorf("mode %s: %w", mode, err)
 		}
 	}
+	if len(modes) == 0 {
+		return nil
+	}
 	printReport(os.Stdout, o, m, args, modes)
 	if o.out != "" {
 		f, err := os.Create(o.out)

@@ -250,8 +250,10 @@ func (s *stepResult) judge() {
 	if s.Filtered > 0 {
 		why = append(why, fmt.Sprintf("filtered %.0f", s.Filtered))
 	}
-	if s.Replayed < s.Parsed || s.Replayed < float64(s.Gen.RequestsSent) {
+	if s.Replayed < s.Parsed {
 		why = append(why, fmt.Sprintf("replayed %.0f of %.0f parsed", s.Replayed, s.Parsed))
+	} else if s.Replayed < float64(s.Gen.RequestsSent) && s.Parsed >= float64(s.Gen.RequestsSent) {
+		why = append(why, fmt.Sprintf("replayed %.0f of %d sent", s.Replayed, s.Gen.RequestsSent))
 	}
 	s.Why = why
 	s.Lossless = len(why) == 0
