@@ -14,7 +14,10 @@
  * dropped once copied, whatever its inner packet is: it is a copy and the
  * host must not answer it. Every other packet passes untouched.
  *
- * Every packet ends in exactly one counter of struct stats.
+ * Every packet ends in exactly one outcome counter of struct stats; bytes
+ * adds every frame's length (for a frame that is not a mirror packet, only
+ * its linear part: see frame_len and the not_vxlan label). The parse order
+ * and the outcome of each failure are the contract in testenv/frames.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -70,6 +73,19 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } ports SEC(".maps");
+
+/* Per-CPU memory of should_wake: not counters, not for users. */
+struct wake_state {
+	__u64 last_cons; /* consumer position at the last check */
+	__u64 woken_at;  /* consumer position at the last forced wakeup */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct wake_state);
+} wake SEC(".maps");
 
 /* Events: struct event_hdr + payload. pkg/xdp sets the size. */
 struct {
@@ -301,7 +317,7 @@ static __always_inline int source_allowed(const struct config *cfg, int v6, stru
 
 /* ---- emit ------------------------------------------------------------- */
 
-/* emit_class reserves a record with room for exactly `room` payload bytes
+/* EMIT_CLASS reserves a record with room for exactly `room` payload bytes
  * (a constant: bpf_ringbuf_reserve needs one), copies the header and
  * cap_len payload bytes from the frame at off, and submits. cap_len <= room
  * is known on every path that calls it. Returns 0, or -1 when the ring is
@@ -339,16 +355,40 @@ static __always_inline int source_allowed(const struct config *cfg, int v6, stru
 /* How often (in events per CPU) emit asks how much the ring holds. */
 #define WAKEUP_CHECK_EVERY 16
 
+/*
+ * should_wake decides whether to wake the reader. Wakeups are batched: the
+ * program never wakes it per event; the reader polls on a short timer
+ * (pkg/xdp PollInterval) so latency stays bounded at low rates. At high
+ * rates it is woken once wakeup_bytes are pending, but only when it has
+ * stopped consuming (the consumer position did not move since the last
+ * check on this CPU) and has not been woken at that position already: a
+ * forced wakeup is an interrupt, and waking a reader that is busy reading
+ * only costs.
+ */
+static __always_inline int should_wake(const struct config *cfg)
+{
+	__u32 zero = 0;
+	struct wake_state *ws = bpf_map_lookup_elem(&wake, &zero);
+
+	if (!ws)
+		return 0;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < cfg->wakeup_bytes)
+		return 0;
+	__u64 cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS);
+	int stalled = cons == ws->last_cons && cons != ws->woken_at;
+	ws->last_cons = cons;
+	if (!stalled)
+		return 0;
+	ws->woken_at = cons;
+	return 1;
+}
+
 static __always_inline int emit(struct xdp_md *ctx, const struct event_hdr *hdr, __u32 off,
 				__u32 cap_len, const struct config *cfg, __u64 seq)
 {
-	/* Wakeups are batched: none per event, one forced once wakeup_bytes
-	 * are pending. The reader also polls on a short timer (pkg/xdp
-	 * PollInterval). The pending amount is queried only every
-	 * WAKEUP_CHECK_EVERY events per CPU: a helper call is not free. */
 	__u64 flags = BPF_RB_NO_WAKEUP;
-	if ((seq & (WAKEUP_CHECK_EVERY - 1)) == 0 &&
-	    bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg->wakeup_bytes)
+
+	if ((seq & (WAKEUP_CHECK_EVERY - 1)) == 0 && should_wake(cfg))
 		flags = BPF_RB_FORCE_WAKEUP;
 
 	/* The verifier needs cap_len bounded by the room on each path: the

@@ -79,7 +79,7 @@ struct stats {
 	__u64 emit;
 	__u64 lost_ringbuf;
 	__u64 truncated; /* events emitted with EVENT_F_TRUNCATED */
-	__u64 bytes;     /* bytes of every packet seen, frags included */
+	__u64 bytes;     /* bytes of every packet seen (frags of non-mirror frames excepted) */
 };
 
 /* VNIs an allowlist of at most this many is also copied into

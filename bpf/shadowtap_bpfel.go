@@ -45,6 +45,12 @@ type ShadowtapStats struct {
 	Bytes         uint64
 }
 
+type ShadowtapWakeState struct {
+	_        structs.HostLayout
+	LastCons uint64
+	WokenAt  uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -55,6 +61,7 @@ const (
 	ShadowtapMapSourceAllow   = "source_allow"
 	ShadowtapMapStats         = "stats"
 	ShadowtapMapVniAllow      = "vni_allow"
+	ShadowtapMapWake          = "wake"
 	ShadowtapProgShadowtapXdp = "shadowtap_xdp"
 )
 
@@ -113,6 +120,7 @@ type ShadowtapMapSpecs struct {
 	SourceAllow *ebpf.MapSpec `ebpf:"source_allow"`
 	Stats       *ebpf.MapSpec `ebpf:"stats"`
 	VniAllow    *ebpf.MapSpec `ebpf:"vni_allow"`
+	Wake        *ebpf.MapSpec `ebpf:"wake"`
 }
 
 // ShadowtapVariableSpecs contains global variables before they are loaded into the kernel.
@@ -147,6 +155,7 @@ type ShadowtapMaps struct {
 	SourceAllow *ebpf.Map `ebpf:"source_allow"`
 	Stats       *ebpf.Map `ebpf:"stats"`
 	VniAllow    *ebpf.Map `ebpf:"vni_allow"`
+	Wake        *ebpf.Map `ebpf:"wake"`
 }
 
 func (m *ShadowtapMaps) Close() error {
@@ -157,6 +166,7 @@ func (m *ShadowtapMaps) Close() error {
 		m.SourceAllow,
 		m.Stats,
 		m.VniAllow,
+		m.Wake,
 	)
 }
 
