@@ -154,6 +154,13 @@ func (c *Config) Validate() error {
 	if c.MaxHeaderBytes < 256 || c.MaxBodyBytes < 0 {
 		return errors.New("--max-header-bytes must be at least 256 and --max-body-bytes not negative")
 	}
+	// The replay stage's own checks (--sample-key, --set-header, --methods,
+	// duplicate targets) belong to start-up validation too.
+	if len(c.Targets) > 0 {
+		if _, err := replayConfig(*c); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
