@@ -14,6 +14,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/shadowtap/shadowtap/pkg/capture"
 	"github.com/shadowtap/shadowtap/pkg/decap"
@@ -50,6 +51,9 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(p.collectors()...)
+	// go_goroutines, go_memstats_*, process_resident_memory_bytes, ...: what
+	// an operator watches for leaks.
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var ready atomic.Bool
 	servers, err := startServers(cfg, reg, &ready, log)
 	if err != nil {
