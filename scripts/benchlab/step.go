@@ -159,15 +159,20 @@ type stepResult struct {
 	Gen       genResult
 	Settle    time.Duration
 
-	LinkDropped               uint64  // veth drops on the mirror link (before capture)
-	Seen, Emit, Lost          float64 // capture outcomes
-	CaptureOther              float64 // any other capture outcome (pass_*, drop_*)
-	FlowQueueFull, FlowGaps   float64
-	Parsed, ReqGap, ReqBad    float64
-	ReqTooLarge               float64
-	ReplayReqs, Filtered      float64
-	Replayed, Dropped, Failed float64
-	DropReasons, FailReasons  map[string]float64
+	// Drops on the mirror link, before capture: the receiving veth's
+	// rx_dropped and the sending veth's tx_dropped. A veth with an XDP
+	// program queues frames to the peer's NAPI ring; when that ring is full
+	// (the receiver does not keep up) the frame is dropped, counted in
+	// tx_dropped, and sendmmsg reports ENOBUFS (Gen.Refused).
+	RecvRxDropped, ProdTxDropped uint64
+	Seen, Emit, Lost             float64 // capture outcomes
+	CaptureOther                 float64 // any other capture outcome (pass_*, drop_*)
+	FlowQueueFull, FlowGaps      float64
+	Parsed, ReqGap, ReqBad       float64
+	ReqTooLarge                  float64
+	ReplayReqs, Filtered         float64
+	Replayed, Dropped, Failed    float64
+	DropReasons, FailReasons     map[string]float64
 
 	CPU, SelfCPU time.Duration // shadowtap; this process (generator + shadow server)
 	Sys          sysCPU        // whole machine
@@ -190,7 +195,8 @@ func diffMap(a, b map[string]float64) map[string]float64 {
 func newStepResult(mode string, rate float64, gen genResult, before, after counters) stepResult {
 	s := stepResult{
 		Mode: mode, Requested: rate, Gen: gen,
-		LinkDropped:   (after.recvRxDropped - before.recvRxDropped) + (after.prodTxDropped - before.prodTxDropped),
+		RecvRxDropped: after.recvRxDropped - before.recvRxDropped,
+		ProdTxDropped: after.prodTxDropped - before.prodTxDropped,
 		Seen:          after.seen() - before.seen(),
 		Emit:          after.emit() - before.emit(),
 		Lost:          after.lost() - before.lost(),
@@ -223,11 +229,9 @@ func newStepResult(mode string, rate float64, gen genResult, before, after count
 func (s *stepResult) judge() {
 	var why []string
 	sent := float64(s.Gen.Sent())
-	if s.Gen.Refused > 0 {
-		why = append(why, fmt.Sprintf("sender refused %d frames", s.Gen.Refused))
-	}
-	if s.LinkDropped > 0 {
-		why = append(why, fmt.Sprintf("%d dropped on the mirror link before capture", s.LinkDropped))
+	if s.Gen.Refused > 0 || s.ProdTxDropped > 0 || s.RecvRxDropped > 0 {
+		why = append(why, fmt.Sprintf("mirror link dropped before capture: ENOBUFS %d, tx_dropped %d, rx_dropped %d",
+			s.Gen.Refused, s.ProdTxDropped, s.RecvRxDropped))
 	}
 	if s.Lost > 0 {
 		why = append(why, fmt.Sprintf("capture lost %.0f (lost_ringbuf)", s.Lost))
@@ -272,7 +276,18 @@ func (s stepResult) line() string {
 	if !s.Lossless {
 		verdict = "LOSSY: " + strings.Join(s.Why, "; ")
 	}
-	return fmt.Sprintf("%-6s req %7.0f pkt/s  sent %8.0f pkt/s %6.0f req/s (%d pkts, %d req)  emit %.0f lost %.0f  parsed %.0f replayed %.0f  cpu %.2fs (%.2f s/Mpkt) sys %.2fs  settle %s  %s",
+	win := s.window().Seconds()
+	return fmt.Sprintf("%-6s req %7.0f pkt/s  sent %8.0f pkt/s %6.0f req/s (%d pkts, %d req)  emit %.0f lost %.0f  parsed %.0f replayed %.0f  shadowtap %.2fs = %.2f cores (%.2f s/Mpkt)  driver %.2f cores  machine %.2f cores  settle %s  %s",
 		s.Mode, s.Requested, s.Gen.PPS(), s.Gen.RPS(), s.Gen.Sent(), s.Gen.RequestsSent, s.Emit, s.Lost, s.Parsed, s.Replayed,
-		s.CPU.Seconds(), cpuPerMpkt(s.CPU, s.Gen.Sent()), s.Sys.Busy.Seconds(), s.Settle.Round(10*time.Millisecond), verdict)
+		s.CPU.Seconds(), s.CPU.Seconds()/win, cpuPerMpkt(s.CPU, s.Gen.Sent()), s.SelfCPU.Seconds()/win, s.Sys.Busy.Seconds()/win,
+		s.Settle.Round(10*time.Millisecond), verdict)
+}
+
+// window is the time the step's CPU figures cover: the generator's run and
+// the settle time (the reads around them take a few milliseconds more).
+func (s stepResult) window() time.Duration { return s.Gen.Elapsed + s.Settle }
+
+// lostAtCapture is every mirrored frame lost at or before capture.
+func (s stepResult) lostAtCapture() float64 {
+	return s.Lost + float64(max(s.Gen.Refused, s.ProdTxDropped)+s.RecvRxDropped)
 }
