@@ -141,3 +141,66 @@ func TestReplayReachesShadow(t *testing.T) {
 		t.Errorf("exit status %d after SIGTERM, want 0", code)
 	}
 }
+
+// TestMethods checks the default that protects the read-only shadow: a POST
+// (or any write) is never replayed unless --methods names it.
+func TestMethods(t *testing.T) {
+	lab := testenv.NewLab(t, testenv.Options{})
+	startServer(t, lab, lab.ProdNS, prodPort)
+	shadow := startServer(t, lab, lab.ShadowNS, shadowPort)
+	prod4 := testenv.HostPort(lab.ProdAddr4, prodPort)
+	post := []byte(`{"user":"ana","password":"x"}`)
+
+	tests := []struct {
+		name     string
+		flags    []string
+		replayed []string // methods the shadow must receive
+	}{
+		{"default", nil, []string{"GET"}},
+		{"GET,POST", []string{"--methods", "GET,POST"}, []string{"GET", "POST"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startRun(t, lab, newPinRoot(t), append([]string{"--target", shadowTarget(lab, shadowPort)}, tc.flags...)...)
+			prefix := "/" + strings.ReplaceAll(tc.name, ",", "-") + "/"
+			converse(t, lab, prod4,
+				testenv.Request{Target: prefix + "page"},
+				testenv.Request{Method: "POST", Target: prefix + "login", Body: post, Header: http.Header{"Content-Type": {"application/json"}}},
+				testenv.Request{Method: "DELETE", Target: prefix + "cart/1"},
+			)
+			m := p.waitMetrics("3 requests ended", func(m metricSet) bool {
+				return m.sum("shadowtap_http_requests_total") >= 3 && settled(m) &&
+					m.sum("shadowtap_replay_replayed_total")+m.sum("shadowtap_replay_filtered_total") >= 3
+			})
+			if code := p.stop(syscall.SIGTERM); code != 0 {
+				t.Errorf("exit status %d after SIGTERM, want 0", code)
+			}
+			want := map[string]bool{}
+			for _, meth := range tc.replayed {
+				want[meth] = true
+			}
+			if got, w := m.sum("shadowtap_replay_filtered_total", "reason", "method"), float64(3-len(want)); got != w {
+				t.Errorf("filtered by method: %v, want %v", got, w)
+			}
+			got := map[string]int{}
+			for _, ex := range shadow.Exchanges() {
+				if !strings.HasPrefix(ex.Target, prefix) {
+					continue
+				}
+				got[ex.Method]++
+				if ex.Method == "POST" && !bytes.Equal(ex.Body, post) {
+					t.Errorf("POST body %q at the shadow, want %q", ex.Body, post)
+				}
+			}
+			for _, meth := range []string{"GET", "POST", "DELETE"} {
+				n := 0
+				if want[meth] {
+					n = 1
+				}
+				if got[meth] != n {
+					t.Errorf("shadow received %d %s requests, want %d", got[meth], meth, n)
+				}
+			}
+		})
+	}
+}
