@@ -66,9 +66,14 @@ func printReport(w io.Writer, o options, m machine, args []string, modes []modeR
 			cpuPerMpkt(b.CPU, b.Gen.Sent()), cpuPerMpkt(b.SelfCPU, b.Gen.Sent()), mib(mr.PeakRSS), next)
 	}
 	if x, ok := bests["xdp"]; ok {
-		if s, ok := bests["socket"]; ok && s.Gen.PPS() > 0 && cpuPerMpkt(x.CPU, x.Gen.Sent()) > 0 {
-			p("\nRatio xdp/socket: highest lossless rate %.2f; shadowtap CPU per packet %.2f.\n",
-				x.Gen.PPS()/s.Gen.PPS(), cpuPerMpkt(x.CPU, x.Gen.Sent())/cpuPerMpkt(s.CPU, s.Gen.Sent()))
+		if s, ok := bests["socket"]; ok && s.Gen.PPS() > 0 {
+			p("\nRatio xdp/socket: highest lossless rate %.2f (%s / %s pkt/s).", x.Gen.PPS()/s.Gen.PPS(), kfmt(x.Gen.PPS()), kfmt(s.Gen.PPS()))
+			if rate, xs, ss, ok := commonStep(modes, "xdp", "socket"); ok && cpuPerMpkt(ss.CPU, ss.Gen.Sent()) > 0 {
+				p(" shadowtap CPU per packet at the same rate (%s pkt/s requested): %.2f (%.2f / %.2f s per M pkts).",
+					kfmt(rate), cpuPerMpkt(xs.CPU, xs.Gen.Sent())/cpuPerMpkt(ss.CPU, ss.Gen.Sent()),
+					cpuPerMpkt(xs.CPU, xs.Gen.Sent()), cpuPerMpkt(ss.CPU, ss.Gen.Sent()))
+			}
+			p("\n")
 		}
 	}
 	if len(bests) > 0 {
@@ -106,4 +111,24 @@ func verdict(s stepResult) string {
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
+}
+
+// commonStep returns the steps of modes a and b at the highest requested
+// rate both ran, so that CPU per packet is compared at the same load (it
+// falls as the rate rises: part of the cost is fixed).
+func commonStep(modes []modeResult, a, b string) (float64, stepResult, stepResult, bool) {
+	steps := map[string]map[float64]stepResult{}
+	for _, mr := range modes {
+		steps[mr.Mode] = map[float64]stepResult{}
+		for _, s := range mr.Steps {
+			steps[mr.Mode][s.Requested] = s
+		}
+	}
+	best, found := 0.0, false
+	for r := range steps[a] {
+		if _, ok := steps[b][r]; ok && r > best {
+			best, found = r, true
+		}
+	}
+	return best, steps[a][best], steps[b][best], found
 }
