@@ -83,7 +83,7 @@ func printReport(w io.Writer, o options, m machine, args []string, modes []modeR
 			"(load average %s at the end).\n", loadAvg())
 	}
 
-	p("\n| capture | requested pkt/s | achieved pkt/s | req/s | pkts/req | emitted | lost at capture | parsed / sent req | replayed | shadowtap cores | s / M pkts | driver cores | machine cores | result |\n")
+	p("\n| capture | requested pkt/s | achieved pkt/s | req/s | pkts/req | emitted | lost at capture | parsed / sent req | replayed | shadowtap cores | s / M pkts | driver cores | other cores | result |\n")
 	p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, mr := range modes {
 		for _, s := range mr.Steps {
@@ -95,7 +95,7 @@ func printReport(w io.Writer, o options, m machine, args []string, modes []modeR
 			p("| %s | %s | %s | %s | %.1f | %.0f | %.0f | %.0f / %d | %.0f | %.2f | %.2f | %.2f | %.2f | %s |\n",
 				s.Mode, kfmt(s.Requested), kfmt(s.Gen.PPS()), kfmt(s.Gen.RPS()), ppr, s.Emit, s.lostAtCapture(),
 				s.Parsed, s.Gen.RequestsSent, s.Replayed, s.CPU.Seconds()/win, cpuPerMpkt(s.CPU, s.Gen.Sent()),
-				s.SelfCPU.Seconds()/win, s.Sys.Busy.Seconds()/win, verdict(s))
+				s.SelfCPU.Seconds()/win, s.others().Seconds()/win, verdict(s))
 		}
 	}
 	p("\n")

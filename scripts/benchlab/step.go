@@ -277,9 +277,9 @@ func (s stepResult) line() string {
 		verdict = "LOSSY: " + strings.Join(s.Why, "; ")
 	}
 	win := s.window().Seconds()
-	return fmt.Sprintf("%-6s req %7.0f pkt/s  sent %8.0f pkt/s %6.0f req/s (%d pkts, %d req)  emit %.0f lost %.0f  parsed %.0f replayed %.0f  shadowtap %.2fs = %.2f cores (%.2f s/Mpkt)  driver %.2f cores  machine %.2f cores  settle %s  %s",
+	return fmt.Sprintf("%-6s req %7.0f pkt/s  sent %8.0f pkt/s %6.0f req/s (%d pkts, %d req)  emit %.0f lost %.0f  parsed %.0f replayed %.0f  shadowtap %.2fs = %.2f cores (%.2f s/Mpkt)  driver %.2f cores  other %.2f cores  settle %s  %s",
 		s.Mode, s.Requested, s.Gen.PPS(), s.Gen.RPS(), s.Gen.Sent(), s.Gen.RequestsSent, s.Emit, s.Lost, s.Parsed, s.Replayed,
-		s.CPU.Seconds(), s.CPU.Seconds()/win, cpuPerMpkt(s.CPU, s.Gen.Sent()), s.SelfCPU.Seconds()/win, s.Sys.Busy.Seconds()/win,
+		s.CPU.Seconds(), s.CPU.Seconds()/win, cpuPerMpkt(s.CPU, s.Gen.Sent()), s.SelfCPU.Seconds()/win, s.others().Seconds()/win,
 		s.Settle.Round(10*time.Millisecond), verdict)
 }
 
@@ -290,4 +290,10 @@ func (s stepResult) window() time.Duration { return s.Gen.Elapsed + s.Settle }
 // lostAtCapture is every mirrored frame lost at or before capture.
 func (s stepResult) lostAtCapture() float64 {
 	return s.Lost + float64(max(s.Gen.Refused, s.ProdTxDropped)+s.RecvRxDropped)
+}
+
+// others is the host's busy time during the step that neither shadowtap
+// nor this process used: other processes, and softirq work charged to none.
+func (s stepResult) others() time.Duration {
+	return max(0, s.Sys.Busy-s.CPU-s.SelfCPU)
 }
