@@ -79,12 +79,13 @@ func printReport(w io.Writer, o options, m machine, args []string, modes []modeR
 	if len(bests) > 0 {
 		p("\nshadowtap CPU counts the process only (utime+stime of /proc/PID/stat over the step and its settle time). The XDP program (xdp) and "+
 			"the kernel's UDP receive path (socket) run in softirq, mostly in the sender's context, so they are charged to the driver "+
-			"(generator + shadow server) or to nobody; the machine column is everything busy on the host, other users included "+
-			"(load average %s at the end).\n", loadAvg())
+			"(generator + shadow server) or to nobody. \"other cores\" is the rest of the host's busy time during the step " +
+			"(other processes; load average %s at the end): a step with other load is disturbed. Events dropped because a flow " +
+			"shard's queue was full are counted in \"flow queue full\"; they make a step lossy only when a request is lost.\n", loadAvg())
 	}
 
-	p("\n| capture | requested pkt/s | achieved pkt/s | req/s | pkts/req | emitted | lost at capture | parsed / sent req | replayed | shadowtap cores | s / M pkts | driver cores | other cores | result |\n")
-	p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	p("\n| capture | requested pkt/s | achieved pkt/s | req/s | pkts/req | emitted | lost at capture | flow queue full | parsed / sent req | replayed | shadowtap cores | s / M pkts | driver cores | other cores | result |\n")
+	p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 	for _, mr := range modes {
 		for _, s := range mr.Steps {
 			win := s.window().Seconds()
@@ -92,9 +93,9 @@ func printReport(w io.Writer, o options, m machine, args []string, modes []modeR
 			if s.Gen.RequestsSent > 0 {
 				ppr = float64(s.Gen.Sent()) / float64(s.Gen.RequestsSent)
 			}
-			p("| %s | %s | %s | %s | %.1f | %.0f | %.0f | %.0f / %d | %.0f | %.2f | %.2f | %.2f | %.2f | %s |\n",
+			p("| %s | %s | %s | %s | %.1f | %.0f | %.0f | %.0f | %.0f / %d | %.0f | %.2f | %.2f | %.2f | %.2f | %s |\n",
 				s.Mode, kfmt(s.Requested), kfmt(s.Gen.PPS()), kfmt(s.Gen.RPS()), ppr, s.Emit, s.lostAtCapture(),
-				s.Parsed, s.Gen.RequestsSent, s.Replayed, s.CPU.Seconds()/win, cpuPerMpkt(s.CPU, s.Gen.Sent()),
+				s.FlowQueueFull, s.Parsed, s.Gen.RequestsSent, s.Replayed, s.CPU.Seconds()/win, cpuPerMpkt(s.CPU, s.Gen.Sent()),
 				s.SelfCPU.Seconds()/win, s.others().Seconds()/win, verdict(s))
 		}
 	}

@@ -225,7 +225,8 @@ func newStepResult(mode string, rate float64, gen genResult, before, after count
 // judge decides whether the step was lossless: every mirrored packet the
 // generator sent was handed on by the capture stage, and every request the
 // generator sent completely was parsed and replayed (none dropped, failed
-// or filtered).
+// or filtered). Events a full flow shard queue dropped are reported, and
+// count only through the requests they cost.
 func (s *stepResult) judge() {
 	var why []string
 	sent := float64(s.Gen.Sent())
@@ -238,9 +239,6 @@ func (s *stepResult) judge() {
 	}
 	if s.Emit < sent {
 		why = append(why, fmt.Sprintf("capture emitted %.0f of %.0f sent", s.Emit, sent))
-	}
-	if s.FlowQueueFull > 0 {
-		why = append(why, fmt.Sprintf("flow queue full %.0f", s.FlowQueueFull))
 	}
 	if s.Parsed < float64(s.Gen.RequestsSent) {
 		why = append(why, fmt.Sprintf("parsed %.0f of %d requests", s.Parsed, s.Gen.RequestsSent))
@@ -273,6 +271,9 @@ func cpuPerMpkt(d time.Duration, packets uint64) float64 {
 
 func (s stepResult) line() string {
 	verdict := "LOSSLESS"
+	if s.FlowQueueFull > 0 {
+		verdict += fmt.Sprintf(" (flow queue full %.0f)", s.FlowQueueFull)
+	}
 	if !s.Lossless {
 		verdict = "LOSSY: " + strings.Join(s.Why, "; ")
 	}
