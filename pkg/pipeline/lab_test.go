@@ -32,6 +32,10 @@ func TestLabXDPEventsCarryConversationBytes(t *testing.T) {
 	stop := runSource(t, probe, rec)
 
 	base := settledOffset(t, ctx, lab, probe)
+	rx0, err := lab.LinkStats(ctx, lab.RecvNS, lab.RecvIface)
+	if err != nil {
+		t.Fatal(err)
+	}
 	convs := labConversations()
 	got := runConversations(t, ctx, lab, convs)
 	if err := srv.Close(); err != nil {
@@ -46,10 +50,13 @@ func TestLabXDPEventsCarryConversationBytes(t *testing.T) {
 	}
 	c := waitDrained(t, probe, rec)
 	stop()
+	if rx1, err := lab.LinkStats(ctx, lab.RecvNS, lab.RecvIface); err == nil && rx1.RxPackets-rx0.RxPackets < c.Outcomes[event.Emit] {
+		t.Errorf("%d packets arrived on %s during the test, yet %d were emitted", rx1.RxPackets-rx0.RxPackets, lab.RecvIface, c.Outcomes[event.Emit])
+	}
 	if c.Outcomes[event.Emit] == 0 {
 		t.Fatalf("nothing emitted: %+v", c.Outcomes)
 	}
-	t.Logf("outcomes %v, truncated %d, bytes %d", c.Outcomes, c.Truncated, c.Bytes)
+	t.Logf("rx_packets - outcomes offset %d; outcomes %v, truncated %d, bytes %d", base, c.Outcomes, c.Truncated, c.Bytes)
 	if c.Truncated != 0 {
 		t.Errorf("truncated = %d: the lab's mirror carries whole 9001-MTU frames", c.Truncated)
 	}

@@ -636,10 +636,16 @@ func viewOfServer(s testenv.ServerExchange) exchangeView {
 	if len(h) == 0 {
 		h = http.Header{}
 	}
-	return exchangeView{
+	v := exchangeView{
 		Method: s.Method, Target: s.Target, Host: s.Host, Header: h, Body: s.Body,
 		Status: s.Status, RespBody: s.ResponseBody,
 	}
+	if s.Method == http.MethodHead {
+		// The server logs what the handler wrote; a response to HEAD
+		// carries none of it.
+		v.RespBody = nil
+	}
+	return v
 }
 
 func viewOfGot(g gotExchange) exchangeView {
@@ -726,6 +732,14 @@ func compareWithServer(t *testing.T, got map[netip.AddrPort][]gotExchange, srv [
 			gv := viewOfGot(have[i])
 			for _, d := range diffView(gv, viewOfServer(want[i])) {
 				t.Errorf("%s: exchange %d: %s", name, i, d)
+			}
+			// And the response is the one the client read.
+			if i < len(convs[name].Exchanges) {
+				ce := convs[name].Exchanges[i]
+				if gv.Status != ce.Status || !bytes.Equal(gv.RespBody, ce.ResponseBody) {
+					t.Errorf("%s: exchange %d: response %d with %d body bytes, the client read %d with %d",
+						name, i, gv.Status, len(gv.RespBody), ce.Status, len(ce.ResponseBody))
+				}
 			}
 			out[name] = append(out[name], gv)
 		}
