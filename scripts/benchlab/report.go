@@ -79,8 +79,8 @@ func printReport(w io.Writer, o options, m machine, args []string, modes []modeR
 	if len(bests) > 0 {
 		p("\nshadowtap CPU counts the process only (utime+stime of /proc/PID/stat over the step and its settle time). The XDP program (xdp) and "+
 			"the kernel's UDP receive path (socket) run in softirq, mostly in the sender's context, so they are charged to the driver "+
-			"(generator + shadow server) or to nobody. \"other cores\" is the rest of the host's busy time during the step " +
-			"(other processes; load average %s at the end): a step with other load is disturbed. Events dropped because a flow " +
+			"(generator + shadow server) or to nobody. \"other cores\" is the rest of the host's busy time during the step "+
+			"(other processes; load average %s at the end): a step with other load is disturbed. Events dropped because a flow "+
 			"shard's queue was full are counted in \"flow queue full\"; they make a step lossy only when a request is lost.\n", loadAvg())
 	}
 
