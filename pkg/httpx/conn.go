@@ -92,6 +92,7 @@ type conn struct {
 	skip      int       // responses still to come for requests ended by overflow
 	uncertain bool      // pairing lost: new requests pair only from a quiet point
 	early     *Exchange // a final response that came before its request completed
+	ahead     int       // later responses that came before their requests, dropped: their requests end with RespGap
 	dead      bool
 }
 
@@ -196,6 +197,10 @@ func (c *conn) requestDone(ex *Exchange, pairable bool) {
 		h := c.early
 		c.early = nil
 		c.pair(ex, h)
+	case c.ahead > 0:
+		// Its response came before it and was dropped.
+		c.ahead--
+		c.finish(ex, RespGap)
 	default:
 		if len(c.pend) >= c.f.cfg.MaxPending {
 			old := c.pend[0]
@@ -225,9 +230,16 @@ func (c *conn) responseDone(h *Exchange) {
 		c.pend = c.pend[:copy(c.pend, c.pend[1:])]
 		c.pair(ex, h)
 		return
-	case !c.uncertain && c.early == nil && c.req.m != nil && c.req.pairable:
+	case !c.uncertain && c.early == nil && (c.req.m == nil || c.req.pairable):
+		// On a connection whose order is certain, a response with no
+		// request waiting answers one still arriving or not yet seen
+		// (the directions were reordered): hold it for that request.
 		c.early = h
 		return
+	case !c.uncertain && (c.req.m == nil || c.req.pairable):
+		// Another response ahead of its request: drop it, and make sure
+		// its request does not take a later response.
+		c.ahead++
 	}
 	st.unpaired.Add(1)
 	upgraded := r.Status == 101
@@ -287,6 +299,7 @@ func (c *conn) flush(why NoResponse) {
 }
 
 func (c *conn) dropEarly() {
+	c.ahead = 0
 	if c.early != nil {
 		c.f.stats.unpaired.Add(1)
 		c.early.Release()
