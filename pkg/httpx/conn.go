@@ -89,10 +89,10 @@ type conn struct {
 
 	pend      []*Exchange // emitted requests waiting for their responses, oldest first
 	seq       uint64
-	skip      int       // responses still to come for requests ended by overflow
-	uncertain bool      // pairing lost: new requests pair only from a quiet point
-	early     *Exchange // a final response that came before its request completed
-	ahead     int       // later responses that came before their requests, dropped: their requests end with RespGap
+	skip      int         // responses still to come for requests ended by overflow
+	uncertain bool        // pairing lost: new requests pair only from a quiet point
+	early     []*Exchange // final responses that came before their requests completed, oldest first
+	ahead     int         // responses ahead of their requests beyond MaxPending, dropped: their requests end with RespGap
 	dead      bool
 }
 
@@ -153,7 +153,7 @@ func (c *conn) requestStarts() bool {
 	}
 	// Quiet point: nothing is owed on the response side and it sits between
 	// two messages, so the next response starts after this request did.
-	if len(c.pend) == 0 && c.early == nil && c.skip == 0 && c.resp.st == stIdle {
+	if len(c.pend) == 0 && len(c.early) == 0 && c.ahead == 0 && c.skip == 0 && c.resp.st == stIdle {
 		c.uncertain = false
 		return true
 	}
@@ -193,9 +193,10 @@ func (c *conn) requestDone(ex *Exchange, pairable bool) {
 	switch {
 	case !pairable:
 		c.finish(ex, RespGap)
-	case c.early != nil:
-		h := c.early
-		c.early = nil
+	case len(c.early) > 0:
+		h := c.early[0]
+		c.early[0] = nil
+		c.early = c.early[:copy(c.early, c.early[1:])]
 		c.pair(ex, h)
 	case c.ahead > 0:
 		// Its response came before it and was dropped.
@@ -230,15 +231,15 @@ func (c *conn) responseDone(h *Exchange) {
 		c.pend = c.pend[:copy(c.pend, c.pend[1:])]
 		c.pair(ex, h)
 		return
-	case !c.uncertain && c.early == nil && (c.req.m == nil || c.req.pairable):
+	case !c.uncertain && c.ahead == 0 && len(c.early) < c.f.cfg.MaxPending && (c.req.m == nil || c.req.pairable):
 		// On a connection whose order is certain, a response with no
 		// request waiting answers one still arriving or not yet seen
 		// (the directions were reordered): hold it for that request.
-		c.early = h
+		c.early = append(c.early, h)
 		return
 	case !c.uncertain && (c.req.m == nil || c.req.pairable):
-		// Another response ahead of its request: drop it, and make sure
-		// its request does not take a later response.
+		// Too many responses ahead of their requests: drop this one, and
+		// make sure its request does not take a later response.
 		c.ahead++
 	}
 	st.unpaired.Add(1)
@@ -300,11 +301,12 @@ func (c *conn) flush(why NoResponse) {
 
 func (c *conn) dropEarly() {
 	c.ahead = 0
-	if c.early != nil {
+	for i, h := range c.early {
 		c.f.stats.unpaired.Add(1)
-		c.early.Release()
-		c.early = nil
+		h.Release()
+		c.early[i] = nil
 	}
+	c.early = c.early[:0]
 }
 
 // requestsLost: request bytes were lost (gap, malformed, head too large). The

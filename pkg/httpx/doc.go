@@ -52,7 +52,11 @@
 //     pipeline across the loss; a mid-stream join is handled the same way.
 //   - A final response that completes while its request is still arriving
 //     (an early answer to Expect: 100-continue, or reordering between the
-//     directions) is held and paired when the request completes.
+//     directions) is held and paired when the request completes. On a
+//     connection whose order is certain, so is a response that completes
+//     before its request has started (the directions reordered: several
+//     socket readers, an NLB): up to Config.MaxPending are held, and the
+//     requests of any beyond end with RespGap.
 //   - More than Config.MaxPending waiting requests: the oldest ends with
 //     RespOverflow and its response, when it comes, is skipped.
 //   - Close: a body-until-close response is completed; every waiting request
