@@ -89,35 +89,44 @@ func validProto(p []byte) bool {
 
 // parseRequestHead fills r's views from head (which ends with its blank line).
 func parseRequestHead(r *Request, head []byte, fields []Field) ([]Field, framing, error) {
-	line, rest, ok := nextLine(head)
+	fields, fr, _, err := parseRequestHeadIn(r, head, fields)
+	return fields, fr, err
+}
+
+// parseRequestHeadIn parses a request head at the start of b, which may go
+// on beyond it; n is the length of the head through its blank line. A head
+// not complete within b is an error.
+func parseRequestHeadIn(r *Request, b []byte, fields []Field) (_ []Field, _ framing, n int, _ error) {
+	line, rest, ok := nextLine(b)
 	if !ok {
-		return fields, framing{}, errStartLine
+		return fields, framing{}, 0, errStartLine
 	}
 	sp1 := bytes.IndexByte(line, ' ')
 	if sp1 <= 0 || sp1 > maxMethod {
-		return fields, framing{}, errStartLine
+		return fields, framing{}, 0, errStartLine
 	}
 	for _, c := range line[:sp1] {
 		if !tchar[c] {
-			return fields, framing{}, errStartLine
+			return fields, framing{}, 0, errStartLine
 		}
 	}
 	sp2 := bytes.IndexByte(line[sp1+1:], ' ')
 	if sp2 <= 0 {
-		return fields, framing{}, errStartLine
+		return fields, framing{}, 0, errStartLine
 	}
 	sp2 += sp1 + 1
 	target := line[sp1+1 : sp2]
 	for _, c := range target {
 		if c < 0x21 || c == 0x7f {
-			return fields, framing{}, errStartLine
+			return fields, framing{}, 0, errStartLine
 		}
 	}
 	if !validProto(line[sp2+1:]) {
-		return fields, framing{}, errStartLine
+		return fields, framing{}, 0, errStartLine
 	}
 	r.Method, r.Target, r.Proto = line[:sp1], target, line[sp2+1:]
-	fields, fr, err := parseFields(rest, fields)
+	fields, fr, n, err := parseFields(rest, fields)
+	n += len(b) - len(rest)
 	if err == nil && fr.te && !fr.chunked {
 		err = errEncoding
 	}
@@ -127,39 +136,46 @@ func parseRequestHead(r *Request, head []byte, fields []Field) ([]Field, framing
 			err = errEncoding
 		}
 	}
-	return fields, fr, err
+	return fields, fr, n, err
 }
 
 // parseResponseHead fills r's views from head.
 func parseResponseHead(r *Response, head []byte, fields []Field) ([]Field, framing, error) {
-	line, rest, ok := nextLine(head)
+	fields, fr, _, err := parseResponseHeadIn(r, head, fields)
+	return fields, fr, err
+}
+
+// parseResponseHeadIn is parseRequestHeadIn for a response head.
+func parseResponseHeadIn(r *Response, b []byte, fields []Field) (_ []Field, _ framing, n int, _ error) {
+	line, rest, ok := nextLine(b)
 	if !ok || len(line) < 12 || !validProto(line[:8]) || line[8] != ' ' {
-		return fields, framing{}, errStartLine
+		return fields, framing{}, 0, errStartLine
 	}
 	st := 0
 	for _, c := range line[9:12] {
 		if c < '0' || c > '9' {
-			return fields, framing{}, errStartLine
+			return fields, framing{}, 0, errStartLine
 		}
 		st = st*10 + int(c-'0')
 	}
 	if st < 100 {
-		return fields, framing{}, errStartLine
+		return fields, framing{}, 0, errStartLine
 	}
 	var reason []byte
 	if len(line) > 12 {
 		if line[12] != ' ' {
-			return fields, framing{}, errStartLine
+			return fields, framing{}, 0, errStartLine
 		}
 		reason = line[13:]
 		for _, c := range reason {
 			if (c < 0x20 && c != '\t') || c == 0x7f {
-				return fields, framing{}, errStartLine
+				return fields, framing{}, 0, errStartLine
 			}
 		}
 	}
 	r.Proto, r.Status, r.Reason = line[:8], st, reason
-	return parseFields(rest, fields)
+	fields, fr, n, err := parseFields(rest, fields)
+	return fields, fr, n + len(b) - len(rest), err
 }
 
 // vchar marks the bytes allowed in a field value: VCHAR, SP, HTAB, obs-text.
@@ -171,25 +187,30 @@ var vchar = func() (t [256]bool) {
 	return t
 }()
 
-// parseFields parses header lines through the blank line, in one pass.
-func parseFields(b []byte, fields []Field) ([]Field, framing, error) {
-	fr := framing{length: -1}
+// parseFields parses header lines through the blank line, in one pass; n is
+// the length of b through the blank line. b may go on beyond it.
+func parseFields(b []byte, fields []Field) (_ []Field, fr framing, n int, _ error) {
+	fr = framing{length: -1}
+	all := len(b)
 	for {
 		i := 0
 		for i < len(b) && tchar[b[i]] {
 			i++
 		}
 		if i == len(b) {
-			return fields, fr, errField
+			return fields, fr, 0, errField
 		}
 		if b[i] != ':' {
-			if i == 0 && (b[0] == '\n' || (b[0] == '\r' && len(b) > 1 && b[1] == '\n')) {
-				return fields, fr, nil // the blank line
+			if i == 0 && b[0] == '\n' {
+				return fields, fr, all - len(b) + 1, nil // the blank line
 			}
-			return fields, fr, errField // bad name, no colon, or obsolete line folding
+			if i == 0 && b[0] == '\r' && len(b) > 1 && b[1] == '\n' {
+				return fields, fr, all - len(b) + 2, nil
+			}
+			return fields, fr, 0, errField // bad name, no colon, or obsolete line folding
 		}
 		if i == 0 {
-			return fields, fr, errField
+			return fields, fr, 0, errField
 		}
 		name := b[:i]
 		j := i + 1
@@ -205,21 +226,26 @@ func parseFields(b []byte, fields []Field) ([]Field, framing, error) {
 			k++
 		}
 		if k >= len(b) || b[k] != '\n' {
-			return fields, fr, errField // CTL or bare CR in the value
+			return fields, fr, 0, errField // CTL or bare CR in the value
 		}
 		b = b[k+1:]
 		for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
 			v = v[:len(v)-1]
 		}
-		fields = append(fields, Field{Name: name, Value: v})
+		// Grow by a zero Field and fill it in place: appending a composite
+		// literal builds it on the stack first and copies it with 16-byte
+		// loads of just-written 8-byte halves, which stalls store forwarding.
+		fields = append(fields, Field{})
+		f := &fields[len(fields)-1]
+		f.Name, f.Value = name, v
 		switch len(name) {
 		case 14:
 			if bytes.EqualFold(name, []byte("Content-Length")) {
-				n, ok := parseLength(v)
-				if !ok || (fr.length >= 0 && fr.length != n) {
-					return fields, fr, errLength
+				l, ok := parseLength(v)
+				if !ok || (fr.length >= 0 && fr.length != l) {
+					return fields, fr, 0, errLength
 				}
-				fr.length = n
+				fr.length = l
 			}
 		case 17:
 			if bytes.EqualFold(name, []byte("Transfer-Encoding")) {

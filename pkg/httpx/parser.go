@@ -188,6 +188,11 @@ func (p *half) headBytes(b []byte, ts uint64) []byte {
 		p.notStart(ts)
 		return nil
 	}
+	if len(p.b.head) == 0 && fastHeads {
+		if rest, ok := p.wholeHead(b, ts); ok {
+			return rest
+		}
+	}
 	i, end := 0, -1
 	for i < len(b) {
 		switch p.nl {
@@ -229,6 +234,65 @@ func (p *half) headBytes(b []byte, ts uint64) []byte {
 		p.headDone(ts)
 	}
 	return b[n:]
+}
+
+// fastHeads enables wholeHead; tests turn it off to compare the two paths.
+var fastHeads = true
+
+// wholeHead is the fast path of headBytes for a head that starts at b[0]
+// and ends within b, the common case: it parses the head straight from b,
+// which finds its end in the same pass, then copies it. It reports false,
+// having changed nothing, when the head does not parse within b (it goes on
+// in a later segment, is malformed, or is too large); headBytes then finds
+// the end of the head line by line as before and parses the copy.
+//
+// A head that parses is exactly the one headBytes would find: every line
+// before the blank line starts with a token character, so no earlier LF is
+// followed by LF or CRLF.
+func (p *half) wholeHead(b []byte, ts uint64) ([]byte, bool) {
+	var n int
+	var fr framing
+	var err error
+	fields := p.b.fields[:0]
+	if p.resp {
+		var r Response
+		fields, fr, n, err = parseResponseHeadIn(&r, b, fields)
+		if err != nil || n > p.c.f.cfg.MaxHeaderBytes {
+			return nil, false
+		}
+		p.b.head = append(p.b.head, b[:n]...)
+		head := p.b.head
+		p.r.Proto, p.r.Status, p.r.Reason = rebase(head, b, r.Proto), r.Status, rebase(head, b, r.Reason)
+	} else {
+		var r Request
+		fields, fr, n, err = parseRequestHeadIn(&r, b, fields)
+		if err != nil || n > p.c.f.cfg.MaxHeaderBytes {
+			return nil, false
+		}
+		p.b.head = append(p.b.head, b[:n]...)
+		head := p.b.head
+		p.m.Method, p.m.Target, p.m.Proto = rebase(head, b, r.Method), rebase(head, b, r.Target), rebase(head, b, r.Proto)
+	}
+	head := p.b.head
+	for i := range fields {
+		f := &fields[i]
+		f.Name, f.Value = rebase(head, b, f.Name), rebase(head, b, f.Value)
+	}
+	p.b.fields = fields
+	p.head = true
+	p.framed(fr, ts)
+	return b[n:], true
+}
+
+// rebase returns the view of dst that v is of src, dst holding a copy of a
+// prefix of src that covers v. v is a reslice of src that keeps its end of
+// capacity, so its offset in src is cap(src)-cap(v).
+func rebase(dst, src, v []byte) []byte {
+	if v == nil {
+		return nil
+	}
+	off := cap(src) - cap(v)
+	return dst[off : off+len(v)]
 }
 
 // notStart handles bytes that cannot start a message on a synchronised
@@ -313,6 +377,12 @@ func (p *half) headDone(ts uint64) {
 		p.notStart(ts)
 		return
 	}
+	p.framed(fr, ts)
+}
+
+// framed chooses how the body of the message whose head was just parsed is
+// framed.
+func (p *half) framed(fr framing, ts uint64) {
 	cfg := &p.c.f.cfg
 	if p.resp {
 		p.r.Head, p.r.Fields = p.b.head, p.b.fields
