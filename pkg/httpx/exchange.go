@@ -89,7 +89,8 @@ type Exchange struct {
 	resp Response // storage that Resp points to once the response is paired
 	qb   bufs     // request buffers (Req.Head, Req.Fields, Req.Body are views of them)
 	sb   bufs     // response buffers, travel with resp
-	refs atomic.Int32
+	refs atomic.Int32 // 1 while pooled
+	free bool         // in the pool
 	pool *pool
 }
 
@@ -105,9 +106,25 @@ func (e *Exchange) Retain() { e.refs.Add(1) }
 
 // Release drops a reference; the last one returns the exchange to its pool.
 func (e *Exchange) Release() {
-	if e.refs.Add(-1) == 0 && e.pool != nil {
-		e.pool.put(e)
+	if e.pool == nil {
+		e.refs.Add(-1)
+		return
 	}
+	if e.free {
+		return // released once too often: ignored, as a count below zero was
+	}
+	switch {
+	case e.refs.Load() == 1:
+		// The caller holds the only reference, so no other goroutine can
+		// change the count (Retain needs a reference): skip the locked
+		// read-modify-write, the common case on the parser's path. The
+		// count stays 1 in the pool, ready for the next get.
+	case e.refs.Add(-1) == 0:
+		e.refs.Store(1)
+	default:
+		return
+	}
+	e.pool.put(e)
 }
 
 // Sink receives exchanges from the parser, on the connection's shard goroutine.

@@ -17,13 +17,19 @@ type pool struct{ p sync.Pool }
 
 func newPool() *pool {
 	pl := &pool{}
-	pl.p.New = func() any { return &Exchange{pool: pl} }
+	pl.p.New = func() any {
+		e := &Exchange{pool: pl}
+		e.refs.Store(1)
+		return e
+	}
 	return pl
 }
 
+// get returns an exchange holding one reference. Pooled exchanges keep a
+// count of 1 (see Release), so no atomic store is needed here.
 func (p *pool) get() *Exchange {
 	e := p.p.Get().(*Exchange)
-	e.refs.Store(1)
+	e.free = false
 	return e
 }
 
@@ -37,6 +43,7 @@ func (p *pool) put(e *Exchange) {
 	e.Resp = nil
 	e.Conn = flow.Key{}
 	e.Seq, e.Reason = 0, RespOK
+	e.free = true
 	p.p.Put(e)
 }
 
