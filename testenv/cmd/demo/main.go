@@ -377,14 +377,61 @@ func printSummary(b *browser, m metricSet, prod, shadow *statusLog) {
 	for _, r := range routes {
 		p, s := prod.get(r), shadow.get(r)
 		mark := ""
-		if fmtCodes(p) != fmtCodes(s) {
+		switch {
+		case len(s) == 0:
+			mark = "  (not replayed)"
+		case fmtCodes(p) != fmtCodes(s):
 			mark = "  <- differs"
 		}
 		fmt.Printf("%-22s %-28s %-28s%s\n", r, fmtCodes(p), fmtCodes(s), mark)
 	}
 	fmt.Println()
+	fmt.Println("shadowtap's own comparison (production's mirrored answer vs the shadow's):")
+	var pairs []string
+	for k, v := range m {
+		if !strings.HasPrefix(k, "shadowtap_replay_compare_total{") || v == 0 {
+			continue
+		}
+		prodClass, shadowClass := label(k, "production"), label(k, "shadow")
+		mark := ""
+		if prodClass != shadowClass {
+			mark = "  <- differs"
+		}
+		pairs = append(pairs, fmt.Sprintf("  production %-5s shadow %-5s %8.0f%s", prodClass, shadowClass, v, mark))
+	}
+	sort.Strings(pairs)
+	for _, p := range pairs {
+		fmt.Println(p)
+	}
+	fmt.Printf("  status differs %.0f times, body length differs %.0f times\n",
+		m.get(`shadowtap_replay_mismatch_total{kind="status",target="`+targetOf(m)+`"}`),
+		m.get(`shadowtap_replay_mismatch_total{kind="body_length",target="`+targetOf(m)+`"}`))
+	fmt.Println()
 	fmt.Println("POST /login is not replayed: by default only GET, HEAD and OPTIONS reach the shadow.")
-	fmt.Println("Large static files differ in size on the shadow; see shadowtap_replay_* metrics for bytes.")
+}
+
+// label returns the value of label name in a series key such as
+// name{a="x",b="y"}.
+func label(key, name string) string {
+	i := strings.Index(key, name+`="`)
+	if i < 0 {
+		return ""
+	}
+	rest := key[i+len(name)+2:]
+	if j := strings.IndexByte(rest, '"'); j >= 0 {
+		return rest[:j]
+	}
+	return ""
+}
+
+// targetOf returns the target label of the replay metrics (the demo has one).
+func targetOf(m metricSet) string {
+	for k := range m {
+		if strings.HasPrefix(k, "shadowtap_replay_compare_total{") {
+			return label(k, "target")
+		}
+	}
+	return ""
 }
 
 func fmtCodes(c map[int]int) string {
