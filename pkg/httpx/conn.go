@@ -94,6 +94,8 @@ type conn struct {
 	early     []*Exchange // final responses that came before their requests completed, oldest first
 	ahead     int         // responses ahead of their requests beyond MaxPending, dropped: their requests end with RespGap
 	dead      bool
+
+	n tally // per-message counts not yet added to the shared Stats
 }
 
 // Data implements flow.Handler.
@@ -103,6 +105,7 @@ func (c *conn) Data(dir event.Direction, b []byte, ts uint64) {
 	} else {
 		c.req.data(b, ts)
 	}
+	c.n.flush(c.f.stats)
 }
 
 // Gap implements flow.Handler: the message in progress in dir is dropped and
@@ -123,6 +126,7 @@ func (c *conn) Gap(dir event.Direction, _ uint64) {
 		}
 	}
 	p.lost()
+	c.n.flush(c.f.stats)
 }
 
 // Close implements flow.Handler.
@@ -143,6 +147,7 @@ func (c *conn) Close(_ flow.CloseReason, _ uint64) {
 	c.flush(RespClosed)
 	c.dead = true
 	c.req.line, c.resp.line, c.pend = nil, nil, nil
+	c.n.flush(c.f.stats)
 }
 
 // requestStarts is called when a request begins; it says whether the
@@ -176,11 +181,10 @@ func (c *conn) nextRespMethod() []byte {
 
 // requestDone emits a complete request and queues it for its response.
 func (c *conn) requestDone(ex *Exchange, pairable bool) {
-	st := c.f.stats
 	ex.Conn, ex.Seq = c.key, c.seq
 	c.seq++
 	r := &ex.Req
-	st.requests.Add(1)
+	c.n.requests++
 	c.f.sink.Request(ex)
 	if string(r.Method) == "CONNECT" && c.req.st == stIdle {
 		c.req.st = stPaused // tunnel bytes may follow
@@ -215,14 +219,13 @@ func (c *conn) requestDone(ex *Exchange, pairable bool) {
 
 // responseDone pairs a complete response (held in h.resp) with its request.
 func (c *conn) responseDone(h *Exchange) {
-	st := c.f.stats
 	r := &h.resp
 	if r.Status >= 100 && r.Status < 200 && r.Status != 101 {
-		st.interim.Add(1)
+		c.n.interim++
 		h.Release()
 		return
 	}
-	st.responses.Add(1)
+	c.n.responses++
 	switch {
 	case c.skip > 0:
 		c.skip--
@@ -242,7 +245,7 @@ func (c *conn) responseDone(h *Exchange) {
 		// make sure its request does not take a later response.
 		c.ahead++
 	}
-	st.unpaired.Add(1)
+	c.n.unpaired++
 	upgraded := r.Status == 101
 	h.Release()
 	if upgraded {
@@ -262,7 +265,7 @@ func (c *conn) pair(ex, h *Exchange) {
 	}
 	upgraded := ex.resp.Status == 101
 	connect := string(ex.Req.Method) == "CONNECT"
-	c.f.stats.answered.Add(1)
+	c.n.answered++
 	c.f.sink.Response(ex)
 	ex.Release()
 	switch {
@@ -275,16 +278,15 @@ func (c *conn) pair(ex, h *Exchange) {
 
 // finish ends an exchange without a response.
 func (c *conn) finish(ex *Exchange, why NoResponse) {
-	st := c.f.stats
 	switch why {
 	case RespGap:
-		st.noRespGap.Add(1)
+		c.n.noRespGap++
 	case RespClosed:
-		st.noRespClosed.Add(1)
+		c.n.noRespClosed++
 	case RespGaveUp:
-		st.noRespGaveUp.Add(1)
+		c.n.noRespGaveUp++
 	case RespOverflow:
-		st.noRespOverflow.Add(1)
+		c.n.noRespOverflow++
 	}
 	ex.Resp, ex.Reason = nil, why
 	c.f.sink.Response(ex)
@@ -302,7 +304,7 @@ func (c *conn) flush(why NoResponse) {
 func (c *conn) dropEarly() {
 	c.ahead = 0
 	for i, h := range c.early {
-		c.f.stats.unpaired.Add(1)
+		c.n.unpaired++
 		h.Release()
 		c.early[i] = nil
 	}

@@ -86,9 +86,9 @@ type Exchange struct {
 	Resp   *Response
 	Reason NoResponse
 
-	resp Response // storage that Resp points to once the response is paired
-	qb   bufs     // request buffers (Req.Head, Req.Fields, Req.Body are views of them)
-	sb   bufs     // response buffers, travel with resp
+	resp Response     // storage that Resp points to once the response is paired
+	qb   bufs         // request buffers (Req.Head, Req.Fields, Req.Body are views of them)
+	sb   bufs         // response buffers, travel with resp
 	refs atomic.Int32 // 1 while pooled
 	free bool         // in the pool
 	pool *pool

@@ -37,7 +37,9 @@ func (c Config) withDefaults() Config {
 }
 
 // Stats counts every outcome of the parser. One Stats is shared by all
-// shards; the counters are atomic.
+// shards; the counters are atomic. A connection adds its per-message counts
+// at the end of each handler call, so a Snapshot taken during a call may
+// lack the messages of that call.
 //
 // Accounting, once every connection is closed:
 //
@@ -123,4 +125,35 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		NoRespGaveUp:         s.noRespGaveUp.Load(),
 		NoRespOverflow:       s.noRespOverflow.Load(),
 	}
+}
+
+// tally counts a connection's per-message events between two flushes. The
+// handler counts in these plain fields and adds them to the shared Stats
+// once at the end of each call (Data, Gap, Close), which keeps locked
+// instructions off the per-message path; a Snapshot sees every call that
+// has returned.
+type tally struct {
+	requests, responses, interim, answered, unpaired      uint32
+	noRespGap, noRespClosed, noRespGaveUp, noRespOverflow uint32
+}
+
+func (t *tally) flush(s *Stats) {
+	if *t == (tally{}) {
+		return
+	}
+	add := func(a *atomic.Uint64, n uint32) {
+		if n != 0 {
+			a.Add(uint64(n))
+		}
+	}
+	add(&s.requests, t.requests)
+	add(&s.responses, t.responses)
+	add(&s.interim, t.interim)
+	add(&s.answered, t.answered)
+	add(&s.unpaired, t.unpaired)
+	add(&s.noRespGap, t.noRespGap)
+	add(&s.noRespClosed, t.noRespClosed)
+	add(&s.noRespGaveUp, t.noRespGaveUp)
+	add(&s.noRespOverflow, t.noRespOverflow)
+	*t = tally{}
 }
