@@ -51,10 +51,10 @@ install: build
 	test -e $(DESTDIR)/etc/default/shadowtap || install -D -m 0644 scripts/shadowtap.env.example $(DESTDIR)/etc/default/shadowtap
 
 lab-up:
-	./scripts/lab.sh up $(LAB)
+	./scripts/lab.sh up --name $(LAB)
 
 lab-down:
-	./scripts/lab.sh down $(LAB)
+	./scripts/lab.sh down --name $(LAB)
 
 clean:
 	rm -rf bin
