@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math/bits"
 )
 
 // Errors of head parsing; they only choose a counter, never reach a log with
@@ -97,34 +98,34 @@ func parseRequestHead(r *Request, head []byte, fields []Field) ([]Field, framing
 // on beyond it; n is the length of the head through its blank line. A head
 // not complete within b is an error.
 func parseRequestHeadIn(r *Request, b []byte, fields []Field) (_ []Field, _ framing, n int, _ error) {
-	line, rest, ok := nextLine(b)
-	if !ok {
+	// The request line, method SP target SP HTTP/1.x [CR] LF, in one pass
+	// (no line split first): the method is a token, the target runs to the
+	// first byte that cannot be in it, which must be the second SP, and the
+	// version is followed by the line end. This accepts exactly the lines
+	// that splitting at the first LF and then at the spaces accepts.
+	sp1 := 0
+	for sp1 < len(b) && tchar[b[sp1]] {
+		sp1++
+	}
+	if sp1 == 0 || sp1 > maxMethod || sp1 == len(b) || b[sp1] != ' ' {
 		return fields, framing{}, 0, errStartLine
 	}
-	sp1 := bytes.IndexByte(line, ' ')
-	if sp1 <= 0 || sp1 > maxMethod {
+	sp2 := sp1 + 1 + lowIndex(b[sp1+1:], 0x21)
+	if sp2 == sp1+1 || sp2 == len(b) || b[sp2] != ' ' {
+		return fields, framing{}, 0, errStartLine // empty target, or a CTL in it, or no second SP
+	}
+	e := sp2 + 9
+	if e >= len(b) || !validProto(b[sp2+1:e]) {
 		return fields, framing{}, 0, errStartLine
 	}
-	for _, c := range line[:sp1] {
-		if !tchar[c] {
-			return fields, framing{}, 0, errStartLine
-		}
+	if b[e] == '\r' {
+		e++
 	}
-	sp2 := bytes.IndexByte(line[sp1+1:], ' ')
-	if sp2 <= 0 {
+	if e >= len(b) || b[e] != '\n' {
 		return fields, framing{}, 0, errStartLine
 	}
-	sp2 += sp1 + 1
-	target := line[sp1+1 : sp2]
-	for _, c := range target {
-		if c < 0x21 || c == 0x7f {
-			return fields, framing{}, 0, errStartLine
-		}
-	}
-	if !validProto(line[sp2+1:]) {
-		return fields, framing{}, 0, errStartLine
-	}
-	r.Method, r.Target, r.Proto = line[:sp1], target, line[sp2+1:]
+	rest := b[e+1:]
+	r.Method, r.Target, r.Proto = b[:sp1], b[sp1+1:sp2], b[sp2+1:sp2+9]
 	fields, fr, n, err := parseFields(rest, fields)
 	n += len(b) - len(rest)
 	if err == nil && fr.te && !fr.chunked {
@@ -178,15 +179,6 @@ func parseResponseHeadIn(r *Response, b []byte, fields []Field) (_ []Field, _ fr
 	return fields, fr, n + len(b) - len(rest), err
 }
 
-// vchar marks the bytes allowed in a field value: VCHAR, SP, HTAB, obs-text.
-var vchar = func() (t [256]bool) {
-	for c := 0x20; c < 0x100; c++ {
-		t[c] = c != 0x7f
-	}
-	t['\t'] = true
-	return t
-}()
-
 // parseFields parses header lines through the blank line, in one pass; n is
 // the length of b through the blank line. b may go on beyond it.
 func parseFields(b []byte, fields []Field) (_ []Field, fr framing, n int, _ error) {
@@ -217,9 +209,10 @@ func parseFields(b []byte, fields []Field) (_ []Field, fr framing, n int, _ erro
 		for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
 			j++
 		}
-		k := j + plainRun(b[j:])
-		for k < len(b) && vchar[b[k]] {
+		k := j + lowIndex(b[j:], 0x20) // the value's bytes are vchar: any CTL but HTAB ends it
+		for k < len(b) && b[k] == '\t' {
 			k++
+			k += lowIndex(b[k:], 0x20)
 		}
 		v := b[j:k]
 		if k < len(b) && b[k] == '\r' {
@@ -426,21 +419,42 @@ func (m *matcher) startByte(c byte) bool {
 	return methodStart[c]
 }
 
-// plainRun returns a length, a multiple of 8, of the prefix of b that holds
-// no byte below 0x20 and no DEL, checking eight bytes at a time (the caller
-// checks the rest byte by byte).
-func plainRun(b []byte) int {
+// lowIndex returns the index of the first byte of b below lim (at most 0x80)
+// or equal to DEL, or len(b) if there is none, checking eight bytes at a
+// time.
+func lowIndex(b []byte, lim byte) int {
+	n := 0
+	for len(b)-n >= 8 {
+		if m := lowMask(binary.LittleEndian.Uint64(b[n:]), lim); m != 0 {
+			// Borrows only ever mark bytes above a true match, so the
+			// lowest marked byte is the first match.
+			return n + bits.TrailingZeros64(m)/8
+		}
+		n += 8
+	}
+	for n < len(b) && b[n] >= lim && b[n] != 0x7f {
+		n++
+	}
+	return n
+}
+
+// lowMask marks with its high bit each byte of x below lim (at most 0x80) or
+// equal to DEL, and maybe bytes above (in significance) a marked one.
+func lowMask(x uint64, lim byte) uint64 {
 	const (
 		ones  = 0x0101010101010101
 		highs = 0x8080808080808080
 	)
+	y := x ^ (0x7f * ones) // zero bytes where x has DEL
+	return ((x-uint64(lim)*ones)&^x | (y-ones)&^y) & highs
+}
+
+// plainRun returns a length, a multiple of 8, of the prefix of b that holds
+// no byte below 0x20 and no DEL, checking eight bytes at a time (the caller
+// checks the rest byte by byte).
+func plainRun(b []byte) int {
 	n := 0
-	for len(b)-n >= 8 {
-		x := binary.LittleEndian.Uint64(b[n:])
-		y := x ^ (0x7f * ones) // zero bytes where x has DEL
-		if ((x-0x20*ones)&^x|(y-ones)&^y)&highs != 0 {
-			break
-		}
+	for len(b)-n >= 8 && lowMask(binary.LittleEndian.Uint64(b[n:]), 0x20) == 0 {
 		n += 8
 	}
 	return n
