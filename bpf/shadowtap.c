@@ -42,12 +42,11 @@ struct {
 	__type(value, struct stats);
 } stats SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct config);
-} config SEC(".maps");
+/* The configuration: read-only, set by pkg/xdp before the program is
+ * loaded (CollectionSpec.Variables). volatile keeps clang from folding in
+ * this default; the verifier then knows the loaded values and drops the
+ * branches they rule out. */
+volatile const struct config config = { .vxlan_port = 4789 };
 
 /* Allowed VNIs (value unused). Empty (config.vni_count == 0) = any. */
 struct {
@@ -57,7 +56,8 @@ struct {
 	__type(value, __u8);
 } vni_allow SEC(".maps");
 
-/* Allowed outer sources. Empty (config.source_count == 0) = any. */
+/* Allowed outer sources. Empty (config.source_count == 0) = any. Looked up
+ * only when there are more than SOURCE_INLINE. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 1024);
@@ -112,6 +112,14 @@ struct vxlanhdr {
 	__be32 vni_reserved2; /* VNI in the high 24 bits */
 };
 
+/* struct ethhdr is packed, so clang reads its EtherType a byte at a time;
+ * this twin has the same layout with the EtherType 2-byte aligned. */
+struct eth {
+	__u8 dst[ETH_ALEN];
+	__u8 src[ETH_ALEN];
+	__be16 proto;
+};
+
 struct vlanhdr {
 	__be16 tci;
 	__be16 proto; /* the EtherType that follows the tag */
@@ -131,12 +139,15 @@ enum parse_result {
  * *proto is the EtherType after the tags, network order. */
 static __always_inline enum parse_result parse_eth(struct cursor *c, __be16 *proto)
 {
-	struct ethhdr *eth = c->pos;
+	struct eth *eth = c->pos;
 
 	if ((void *)(eth + 1) > c->end)
 		return PARSE_SHORT;
 	c->pos = eth + 1;
-	*proto = eth->h_proto;
+	*proto = eth->proto;
+	/* Untagged IPv4 is most frames: answer it first. */
+	if (*proto == bpf_htons(ETH_P_IP))
+		return PARSE_OK;
 
 #pragma unroll
 	for (int i = 0; i < MAX_VLAN_TAGS; i++) {
@@ -173,6 +184,18 @@ static __always_inline enum parse_result parse_ipv4(struct cursor *c, struct iph
 	c->pos += hlen;
 	*hdr = iph;
 	return PARSE_OK;
+}
+
+/* ipv4_carries_udp peeks at the protocol of the IPv4 header at the cursor
+ * without parsing it: for the outer header, one load that rules out most
+ * traffic that is not a mirror packet before the rest is looked at. */
+static __always_inline int ipv4_carries_udp(const struct cursor *c)
+{
+	struct iphdr *iph = c->pos;
+
+	if ((void *)(iph + 1) > c->end)
+		return 0;
+	return iph->protocol == IPPROTO_UDP;
 }
 
 /* parse_ipv6: the fixed IPv6 header. *hdr points at it. */
@@ -277,9 +300,9 @@ static __always_inline enum parse_result parse_tcp(struct cursor *c, struct tcph
 
 /* vni_allowed: a short allowlist is compared inline from the config (a
  * hash lookup is a helper call and a jhash); a longer one is looked up. */
-static __always_inline int vni_allowed(const struct config *cfg, __u32 vni)
+static __always_inline int vni_allowed(__u32 vni)
 {
-	__u32 n = cfg->vni_count;
+	__u32 n = config.vni_count;
 
 	if (n == 0)
 		return 1;
@@ -289,20 +312,62 @@ static __always_inline int vni_allowed(const struct config *cfg, __u32 vni)
 	for (int i = 0; i < VNI_INLINE; i++) {
 		if (i >= n)
 			break;
-		if (cfg->vnis[i] == vni)
+		if (config.vnis[i] == vni)
 			return 1;
 	}
 	return 0;
 }
 
-/* source_allowed looks the outer source up in the LPM trie. The family is
- * an integer, not a NULL test on a header pointer: the verifier cannot tell
- * whether a packet pointer is NULL and would walk the impossible path. */
-static __always_inline int source_allowed(const struct config *cfg, int v6, struct iphdr *ip4,
-					  struct ipv6hdr *ip6)
+/* source4_inline and source6_inline compare the outer source with the
+ * inline prefixes of its family. */
+static __always_inline int source4_inline(__be32 saddr)
 {
-	if (cfg->source_count == 0)
+	__u32 n = config.src4_count;
+
+#pragma unroll
+	for (int i = 0; i < SOURCE_INLINE; i++) {
+		if (i >= n)
+			break;
+		if ((saddr & config.src4[i].mask) == config.src4[i].net)
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline int source6_inline(const struct ipv6hdr *ip6)
+{
+	__u32 n = config.src6_count;
+	/* Four word loads, not an array walk: the address is read once. */
+	__be32 a0 = ip6->saddr.in6_u.u6_addr32[0];
+	__be32 a1 = ip6->saddr.in6_u.u6_addr32[1];
+	__be32 a2 = ip6->saddr.in6_u.u6_addr32[2];
+	__be32 a3 = ip6->saddr.in6_u.u6_addr32[3];
+
+	/* Not unrolled (clang 14 refuses this body): a bounded loop. */
+	for (int i = 0; i < SOURCE_INLINE; i++) {
+		if (i >= n)
+			break;
+		/* One test of the four words, not four branches. */
+		__u32 diff = ((a0 & config.src6[i].mask[0]) ^ config.src6[i].net[0]) |
+			     ((a1 & config.src6[i].mask[1]) ^ config.src6[i].net[1]) |
+			     ((a2 & config.src6[i].mask[2]) ^ config.src6[i].net[2]) |
+			     ((a3 & config.src6[i].mask[3]) ^ config.src6[i].net[3]);
+		if (diff == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* source_allowed: a short allowlist is compared inline; a longer one is
+ * looked up in the LPM trie. The family is an integer, not a NULL test on a
+ * header pointer: the verifier cannot tell whether a packet pointer is NULL
+ * and would walk the impossible path. */
+static __always_inline int source_allowed(int v6, struct iphdr *ip4, struct ipv6hdr *ip6)
+{
+	if (config.source_count == 0)
 		return 1;
+	if (config.source_count <= SOURCE_INLINE)
+		return v6 ? source6_inline(ip6) : source4_inline(ip4->saddr);
 
 	struct source_key key = { .prefixlen = 8 + 128 };
 	if (v6) {
@@ -365,14 +430,14 @@ static __always_inline int source_allowed(const struct config *cfg, int v6, stru
  * forced wakeup is an interrupt, and waking a reader that is busy reading
  * only costs.
  */
-static __always_inline int should_wake(const struct config *cfg)
+static __always_inline int should_wake(void)
 {
 	__u32 zero = 0;
 	struct wake_state *ws = bpf_map_lookup_elem(&wake, &zero);
 
 	if (!ws)
 		return 0;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < cfg->wakeup_bytes)
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < config.wakeup_bytes)
 		return 0;
 	__u64 cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS);
 	int stalled = cons == ws->last_cons && cons != ws->woken_at;
@@ -384,11 +449,11 @@ static __always_inline int should_wake(const struct config *cfg)
 }
 
 static __always_inline int emit(struct xdp_md *ctx, const struct event_hdr *hdr, __u32 off,
-				__u32 cap_len, const struct config *cfg, __u64 seq)
+				__u32 cap_len, __u64 seq)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
 
-	if ((seq & (WAKEUP_CHECK_EVERY - 1)) == 0 && should_wake(cfg))
+	if ((seq & (WAKEUP_CHECK_EVERY - 1)) == 0 && should_wake())
 		flags = BPF_RB_FORCE_WAKEUP;
 
 	/* The verifier needs cap_len bounded by the room on each path: the
@@ -428,8 +493,7 @@ static __always_inline __u64 frame_len(struct xdp_md *ctx, void *data, void *dat
 /* inner handles the inner frame of an accepted mirror packet. It returns the
  * outcome counter to bump; the verdict is XDP_DROP whatever it returns. */
 static __always_inline __u64 *inner(struct xdp_md *ctx, struct cursor *c, void *data,
-				    __u64 buf_len, struct stats *st, const struct config *cfg,
-				    __u32 vni)
+				    __u64 buf_len, struct stats *st, __u32 vni)
 {
 	__be16 proto;
 	enum parse_result r;
@@ -537,7 +601,7 @@ static __always_inline __u64 *inner(struct xdp_md *ctx, struct cursor *c, void *
 	hdr.wire_len = wire_len;
 	hdr.tcp_flags = ((__u8 *)tcph)[13];
 
-	int err = emit(ctx, &hdr, off, cap_len, cfg, st->emit + st->lost_ringbuf);
+	int err = emit(ctx, &hdr, off, cap_len, st->emit + st->lost_ringbuf);
 	if (err == -1)
 		return &st->lost_ringbuf;
 	if (err < 0)
@@ -570,13 +634,13 @@ int shadowtap_xdp(struct xdp_md *ctx)
 	if (parse_eth(&c, &proto) != PARSE_OK)
 		goto not_vxlan;
 	if (proto == bpf_htons(ETH_P_IP)) {
+		if (!ipv4_carries_udp(&c))
+			goto not_vxlan;
 		if (parse_ipv4(&c, &ip4) != PARSE_OK)
 			goto not_vxlan;
 		/* An outer fragment is not a whole VXLAN packet: the host
 		 * reassembles it. */
 		if (ip4->frag_off & bpf_htons(IPV4_MF | IPV4_OFFSET))
-			goto not_vxlan;
-		if (ip4->protocol != IPPROTO_UDP)
 			goto not_vxlan;
 		outer_end = (void *)ip4 - data + bpf_ntohs(ip4->tot_len);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
@@ -591,11 +655,7 @@ int shadowtap_xdp(struct xdp_md *ctx)
 	}
 	if (parse_udp(&c, &udph) != PARSE_OK)
 		goto not_vxlan;
-	/* Looked up only now: most non-mirror traffic never needs it. */
-	const struct config *cfg = bpf_map_lookup_elem(&config, &zero);
-	if (!cfg)
-		goto not_vxlan; /* cannot happen: an array of one entry */
-	if (udph->dest != bpf_htons(cfg->vxlan_port))
+	if (udph->dest != bpf_htons(config.vxlan_port))
 		goto not_vxlan;
 
 	/* From here on the frame is counted whole, frags included. */
@@ -604,7 +664,7 @@ int shadowtap_xdp(struct xdp_md *ctx)
 
 	/* The source is checked before the VXLAN header is read: nothing from
 	 * a source that is not allowed is parsed further or dropped. */
-	if (!source_allowed(cfg, v6, ip4, ip6)) {
+	if (!source_allowed(v6, ip4, ip6)) {
 		st->pass_source++;
 		return XDP_PASS;
 	}
@@ -614,13 +674,13 @@ int shadowtap_xdp(struct xdp_md *ctx)
 		st->drop_malformed++;
 		return XDP_DROP;
 	}
-	if (!vni_allowed(cfg, vni)) {
+	if (!vni_allowed(vni)) {
 		st->pass_vni++;
 		return XDP_PASS;
 	}
 
 	/* An accepted mirror packet: whatever is inside, it is dropped. */
-	__u64 *outcome = inner(ctx, &c, data, buf_len, st, cfg, vni);
+	__u64 *outcome = inner(ctx, &c, data, buf_len, st, vni);
 	(*outcome)++;
 	return XDP_DROP;
 

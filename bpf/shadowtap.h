@@ -86,7 +86,28 @@ struct stats {
  * config.vnis, compared inline instead of looked up in vni_allow. */
 #define VNI_INLINE 8
 
-/* struct config is the single value of the array "config", set by pkg/xdp. */
+/* Sources: an allowlist of at most this many prefixes is also copied into
+ * config.src4/src6, compared inline instead of looked up in source_allow
+ * (an LPM trie lookup is a helper call). */
+#define SOURCE_INLINE 8
+
+/* An inline source prefix: an address matches when addr & mask == net.
+ * Both are in network byte order, as in the IP header. */
+struct prefix4 {
+	__be32 net;
+	__be32 mask;
+};
+
+struct prefix6 {
+	__be32 net[4];
+	__be32 mask[4];
+};
+
+/*
+ * struct config is the read-only global "config" (.rodata), which pkg/xdp
+ * sets before loading the program. The verifier sees its fields as
+ * constants: branches a configuration cannot take are not even run.
+ */
 struct config {
 	__u16 vxlan_port;   /* outer UDP destination port, host order */
 	__u16 _pad;
@@ -94,6 +115,12 @@ struct config {
 	__u32 source_count; /* entries in source_allow; 0 = any source */
 	__u32 wakeup_bytes; /* wake the reader when this much is pending */
 	__u32 vnis[VNI_INLINE]; /* the allowlist when vni_count <= VNI_INLINE */
+	/* The source allowlist, split by family, when source_count <=
+	 * SOURCE_INLINE (src4_count + src6_count == source_count). */
+	__u32 src4_count;
+	__u32 src6_count;
+	struct prefix4 src4[SOURCE_INLINE];
+	struct prefix6 src6[SOURCE_INLINE];
 };
 
 /*

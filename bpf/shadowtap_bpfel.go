@@ -21,6 +21,30 @@ type ShadowtapConfig struct {
 	SourceCount uint32
 	WakeupBytes uint32
 	Vnis        [8]uint32
+	Src4Count   uint32
+	Src6Count   uint32
+	Src4        [8]struct {
+		_    structs.HostLayout
+		Net  uint32
+		Mask uint32
+	}
+	Src6 [8]struct {
+		_    structs.HostLayout
+		Net  [4]uint32
+		Mask [4]uint32
+	}
+}
+
+type ShadowtapPrefix4 struct {
+	_    structs.HostLayout
+	Net  uint32
+	Mask uint32
+}
+
+type ShadowtapPrefix6 struct {
+	_    structs.HostLayout
+	Net  [4]uint32
+	Mask [4]uint32
 }
 
 type ShadowtapSourceKey struct {
@@ -55,7 +79,6 @@ type ShadowtapWakeState struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	ShadowtapMapConfig        = "config"
 	ShadowtapMapEvents        = "events"
 	ShadowtapMapPorts         = "ports"
 	ShadowtapMapSourceAllow   = "source_allow"
@@ -63,6 +86,7 @@ const (
 	ShadowtapMapVniAllow      = "vni_allow"
 	ShadowtapMapWake          = "wake"
 	ShadowtapProgShadowtapXdp = "shadowtap_xdp"
+	ShadowtapVarConfig        = "config"
 )
 
 // LoadShadowtap returns the embedded CollectionSpec for Shadowtap.
@@ -114,7 +138,6 @@ type ShadowtapProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ShadowtapMapSpecs struct {
-	Config      *ebpf.MapSpec `ebpf:"config"`
 	Events      *ebpf.MapSpec `ebpf:"events"`
 	Ports       *ebpf.MapSpec `ebpf:"ports"`
 	SourceAllow *ebpf.MapSpec `ebpf:"source_allow"`
@@ -127,6 +150,7 @@ type ShadowtapMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ShadowtapVariableSpecs struct {
+	Config *ebpf.VariableSpec `ebpf:"config"`
 }
 
 // ShadowtapObjects contains all objects after they have been loaded into the kernel.
@@ -149,7 +173,6 @@ func (o *ShadowtapObjects) Close() error {
 //
 // It can be passed to LoadShadowtapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ShadowtapMaps struct {
-	Config      *ebpf.Map `ebpf:"config"`
 	Events      *ebpf.Map `ebpf:"events"`
 	Ports       *ebpf.Map `ebpf:"ports"`
 	SourceAllow *ebpf.Map `ebpf:"source_allow"`
@@ -160,7 +183,6 @@ type ShadowtapMaps struct {
 
 func (m *ShadowtapMaps) Close() error {
 	return _ShadowtapClose(
-		m.Config,
 		m.Events,
 		m.Ports,
 		m.SourceAllow,
@@ -174,6 +196,7 @@ func (m *ShadowtapMaps) Close() error {
 //
 // It can be passed to LoadShadowtapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ShadowtapVariables struct {
+	Config *ebpf.Variable `ebpf:"config"`
 }
 
 // ShadowtapPrograms contains all programs after they have been loaded into the kernel.

@@ -37,7 +37,6 @@ var _ event.Source = (*Probe)(nil)
 func (p *Probe) pinnedMaps() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		bpf.ShadowtapMapStats:       p.objs.Stats,
-		bpf.ShadowtapMapConfig:      p.objs.Config,
 		bpf.ShadowtapMapVniAllow:    p.objs.VniAllow,
 		bpf.ShadowtapMapSourceAllow: p.objs.SourceAllow,
 		bpf.ShadowtapMapPorts:       p.objs.Ports,
@@ -69,6 +68,11 @@ func Load(cfg Config, log *slog.Logger) (*Probe, error) {
 		return nil, fmt.Errorf("read the embedded BPF object: %w", err)
 	}
 	spec.Maps[bpf.ShadowtapMapEvents].MaxEntries = uint32(cfg.RingSize)
+	// The program's configuration is a read-only global: set before loading.
+	c := programConfig(cfg)
+	if err := spec.Variables[bpf.ShadowtapVarConfig].Set(&c); err != nil {
+		return nil, fmt.Errorf("set the XDP program's configuration: %w", err)
+	}
 
 	p := &Probe{cfg: cfg, log: log}
 	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
@@ -93,21 +97,8 @@ func Load(cfg Config, log *slog.Logger) (*Probe, error) {
 	return p, nil
 }
 
-// fillMaps writes cfg into the program's configuration maps.
+// fillMaps writes cfg's allowlists and service ports into the program's maps.
 func (p *Probe) fillMaps() error {
-	c := bpf.ShadowtapConfig{
-		VxlanPort:   p.cfg.VXLANPort,
-		VniCount:    uint32(len(p.cfg.VNIs)),
-		SourceCount: uint32(len(p.cfg.Sources)),
-		WakeupBytes: wakeupBytes(p.cfg.RingSize),
-	}
-	// A short allowlist is also compared inline by the program.
-	if len(p.cfg.VNIs) <= len(c.Vnis) {
-		copy(c.Vnis[:], p.cfg.VNIs)
-	}
-	if err := p.objs.Config.Put(uint32(0), &c); err != nil {
-		return fmt.Errorf("write the XDP config map: %w", err)
-	}
 	one := uint8(1)
 	for _, vni := range p.cfg.VNIs {
 		if err := p.objs.VniAllow.Put(vni, one); err != nil {

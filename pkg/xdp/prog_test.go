@@ -198,6 +198,14 @@ func TestConfig(t *testing.T) {
 	v6 := func(a string) frames.Outer {
 		return frames.Outer{Src: netip.MustParseAddr(a), Dst: netip.MustParseAddr("fd00::9"), VNI: frames.VNI}
 	}
+	// Longer allowlists than the program compares inline (VNI_INLINE,
+	// SOURCE_INLINE) are looked up in the maps instead.
+	manyVNIs := []uint32{1, 2, 3, 4, 5, 6, 7, 8, 9, 0xabcdef}
+	var manySources []netip.Prefix
+	for i := range 9 {
+		manySources = append(manySources, netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 32))
+	}
+	manySources = append(manySources, netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("fd00:1::/32"))
 	toPort := func(port uint16) frames.Inner { in := inner([]byte("x")); in.DstPort = port; return in }
 	ok := inner([]byte("GET / HTTP/1.1\r\n\r\n"))
 
@@ -217,6 +225,13 @@ func TestConfig(t *testing.T) {
 		{"IPv6 allowlist does not admit IPv4", Config{Ports: []uint16{8080}, Sources: []netip.Prefix{netip.MustParsePrefix("::/0")}}, req(withSrc("10.1.2.3"), ok), event.PassSource},
 		{"IPv4 0/0 does not admit IPv6", Config{Ports: []uint16{8080}, Sources: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}, req(v6("fd00::1"), ok), event.PassSource},
 		{"IPv6 prefix", Config{Ports: []uint16{8080}, Sources: []netip.Prefix{netip.MustParsePrefix("fd00:1::/32")}}, req(v6("fd00:1::5"), ok), event.Emit},
+		{"IPv6 /128 source", Config{Ports: []uint16{8080}, Sources: []netip.Prefix{netip.MustParsePrefix("fd00::1/128")}}, req(v6("fd00::1"), ok), event.Emit},
+		{"IPv6 /128 source, next address", Config{Ports: []uint16{8080}, Sources: []netip.Prefix{netip.MustParsePrefix("fd00::1/128")}}, req(v6("fd00::2"), ok), event.PassSource},
+		{"long VNI allowlist accepts its VNI", Config{Ports: []uint16{8080}, VNIs: manyVNIs}, req(withVNI(0xabcdef), ok), event.Emit},
+		{"long VNI allowlist refuses others", Config{Ports: []uint16{8080}, VNIs: manyVNIs}, req(withVNI(10), ok), event.PassVNI},
+		{"long source allowlist, IPv4", Config{Ports: []uint16{8080}, Sources: manySources}, req(withSrc("203.0.113.7"), ok), event.Emit},
+		{"long source allowlist, IPv6", Config{Ports: []uint16{8080}, Sources: manySources}, req(v6("fd00:1::5"), ok), event.Emit},
+		{"long source allowlist, not listed", Config{Ports: []uint16{8080}, Sources: manySources}, req(withSrc("192.0.2.9"), ok), event.PassSource},
 		{"custom VXLAN port", Config{Ports: []uint16{8080}, VXLANPort: 8472}, req(withPort(8472), ok), event.Emit},
 		{"custom VXLAN port: 4789 is not VXLAN", Config{Ports: []uint16{8080}, VXLANPort: 8472}, req(withPort(4789), ok), event.PassNotVXLAN},
 		{"second served port", Config{Ports: []uint16{8080, 80}}, req(outer(), toPort(80)), event.Emit},

@@ -10,6 +10,7 @@
 package xdp
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"time"
@@ -139,6 +140,65 @@ func wakeupBytes(ringSize int) uint32 {
 		w = maxWakeupBytes
 	}
 	return uint32(w)
+}
+
+// programConfig returns the program's read-only configuration (struct config
+// in bpf/shadowtap.h) for c. Short allowlists are also copied inline: the
+// program compares them without a map lookup.
+func programConfig(c Config) bpf.ShadowtapConfig {
+	pc := bpf.ShadowtapConfig{
+		VxlanPort:   c.VXLANPort,
+		VniCount:    uint32(len(c.VNIs)),
+		SourceCount: uint32(len(c.Sources)),
+		WakeupBytes: wakeupBytes(c.RingSize),
+	}
+	if len(c.VNIs) <= len(pc.Vnis) {
+		copy(pc.Vnis[:], c.VNIs)
+	}
+	if len(c.Sources) <= len(pc.Src4) {
+		for _, p := range c.Sources {
+			if p.Addr().Is4() {
+				pc.Src4[pc.Src4Count] = prefix4(p)
+				pc.Src4Count++
+			} else {
+				pc.Src6[pc.Src6Count] = prefix6(p)
+				pc.Src6Count++
+			}
+		}
+	}
+	return pc
+}
+
+// prefixWords returns p's masked address and its mask as 32-bit words that
+// hold the bytes in network order (struct prefix4 and prefix6 compare them
+// with the words of the IP header as loaded).
+func prefixWords(p netip.Prefix) (net, mask [4]uint32) {
+	p = p.Masked()
+	a := p.Addr().As16()
+	if p.Addr().Is4() {
+		a4 := p.Addr().As4()
+		a = [16]byte{}
+		copy(a[:], a4[:])
+	}
+	var m [16]byte
+	for i := 0; i < p.Bits(); i++ {
+		m[i/8] |= 0x80 >> (i % 8)
+	}
+	for i := range net {
+		net[i] = binary.NativeEndian.Uint32(a[4*i:])
+		mask[i] = binary.NativeEndian.Uint32(m[4*i:])
+	}
+	return net, mask
+}
+
+func prefix4(p netip.Prefix) bpf.ShadowtapPrefix4 {
+	net, mask := prefixWords(p)
+	return bpf.ShadowtapPrefix4{Net: net[0], Mask: mask[0]}
+}
+
+func prefix6(p netip.Prefix) bpf.ShadowtapPrefix6 {
+	net, mask := prefixWords(p)
+	return bpf.ShadowtapPrefix6{Net: net, Mask: mask}
 }
 
 // sourceKey returns the LPM trie key for p (struct source_key in
