@@ -209,10 +209,27 @@ func parseFields(b []byte, fields []Field) (_ []Field, fr framing, n int, _ erro
 		for j < len(b) && (b[j] == ' ' || b[j] == '\t') {
 			j++
 		}
-		k := j + lowIndex(b[j:], 0x20) // the value's bytes are vchar: any CTL but HTAB ends it
-		for k < len(b) && b[k] == '\t' {
-			k++
-			k += lowIndex(b[k:], 0x20)
+		// The value's bytes are vchar: it ends at the first CTL but HTAB,
+		// looked for eight bytes at a time (lowIndex, inlined by hand).
+		k := j
+		for {
+			if len(b)-k >= 8 {
+				m := lowMask(binary.LittleEndian.Uint64(b[k:]), 0x20)
+				if m == 0 {
+					k += 8
+					continue
+				}
+				k += bits.TrailingZeros64(m) / 8
+			} else {
+				for k < len(b) && b[k] >= 0x20 && b[k] != 0x7f {
+					k++
+				}
+			}
+			if k < len(b) && b[k] == '\t' {
+				k++
+				continue
+			}
+			break
 		}
 		v := b[j:k]
 		if k < len(b) && b[k] == '\r' {
