@@ -14,6 +14,8 @@ var (
 	errField     = errors.New("httpx: malformed header field")
 	errLength    = errors.New("httpx: bad Content-Length")
 	errEncoding  = errors.New("httpx: unsupported Transfer-Encoding")
+	// errIncomplete: the bytes end before the head does (parse*In only).
+	errIncomplete = errors.New("httpx: head goes on beyond the bytes")
 )
 
 // tchar reports the token characters of RFC 9110 5.6.2.
@@ -126,18 +128,26 @@ func parseRequestHeadIn(r *Request, b []byte, fields []Field) (_ []Field, _ fram
 	}
 	rest := b[e+1:]
 	r.Method, r.Target, r.Proto = b[:sp1], b[sp1+1:sp2], b[sp2+1:sp2+9]
-	fields, fr, n, err := parseFields(rest, fields)
+	fields, fr, n, err := parseFields(rest, fields, framing{length: -1})
 	n += len(b) - len(rest)
-	if err == nil && fr.te && !fr.chunked {
-		err = errEncoding
-	}
-	if err == nil && fr.te {
-		// Only "chunked" alone is understood on a request (as net/http).
-		if v := Get(fields, "Transfer-Encoding"); !bytes.EqualFold(v, []byte("chunked")) {
-			err = errEncoding
-		}
+	if err == nil {
+		err = requestFraming(fields, fr)
 	}
 	return fields, fr, n, err
+}
+
+// requestFraming checks the framing fields of a parsed request head.
+func requestFraming(fields []Field, fr framing) error {
+	if fr.te && !fr.chunked {
+		return errEncoding
+	}
+	if fr.te {
+		// Only "chunked" alone is understood on a request (as net/http).
+		if v := Get(fields, "Transfer-Encoding"); !bytes.EqualFold(v, []byte("chunked")) {
+			return errEncoding
+		}
+	}
+	return nil
 }
 
 // parseResponseHead fills r's views from head.
@@ -175,28 +185,31 @@ func parseResponseHeadIn(r *Response, b []byte, fields []Field) (_ []Field, _ fr
 		}
 	}
 	r.Proto, r.Status, r.Reason = line[:8], st, reason
-	fields, fr, n, err := parseFields(rest, fields)
+	fields, fr, n, err := parseFields(rest, fields, framing{length: -1})
 	return fields, fr, n + len(b) - len(rest), err
 }
 
-// parseFields parses header lines through the blank line, in one pass; n is
-// the length of b through the blank line. b may go on beyond it.
-func parseFields(b []byte, fields []Field) (_ []Field, fr framing, n int, _ error) {
-	fr = framing{length: -1}
+// parseFields parses header lines through the blank line, in one pass,
+// adding to fields and fr; n is the length of b through the blank line. b
+// may go on beyond it. When b ends before the blank line with no error in
+// the lines before, the error is errIncomplete, and n is the length of the
+// lines parsed: parsing can go on from there with the fields and framing
+// returned.
+func parseFields(b []byte, fields []Field, fr framing) (_ []Field, _ framing, n int, _ error) {
 	all := len(b)
 	for {
 		i := 0
 		for i < len(b) && tchar[b[i]] {
 			i++
 		}
-		if i == len(b) {
-			return fields, fr, 0, errField
+		if i == len(b) || i == 0 && b[0] == '\r' && len(b) == 1 {
+			return fields, fr, all - len(b), errIncomplete
 		}
 		if b[i] != ':' {
 			if i == 0 && b[0] == '\n' {
 				return fields, fr, all - len(b) + 1, nil // the blank line
 			}
-			if i == 0 && b[0] == '\r' && len(b) > 1 && b[1] == '\n' {
+			if i == 0 && b[0] == '\r' && b[1] == '\n' {
 				return fields, fr, all - len(b) + 2, nil
 			}
 			return fields, fr, 0, errField // bad name, no colon, or obsolete line folding
@@ -235,7 +248,10 @@ func parseFields(b []byte, fields []Field) (_ []Field, fr framing, n int, _ erro
 		if k < len(b) && b[k] == '\r' {
 			k++
 		}
-		if k >= len(b) || b[k] != '\n' {
+		if k >= len(b) {
+			return fields, fr, all - len(b), errIncomplete
+		}
+		if b[k] != '\n' {
 			return fields, fr, 0, errField // CTL or bare CR in the value
 		}
 		b = b[k+1:]

@@ -36,9 +36,12 @@ type half struct {
 	r    *Response // response in progress (nil on the request side)
 	head bool      // the head of the message in progress is parsed
 
-	nl       uint8 // head end detection: 1 after LF, 2 after LF CR
-	early    int   // first-line check: method bytes (request) or "HTTP/1." bytes matched (response); -1 done
-	remain   int64 // body or chunk bytes still to come
+	nl       uint8   // head end detection: 1 after LF, 2 after LF CR
+	resume   int     // head bytes already parsed (lines), 0: none; see wholeHead
+	resumeFr framing // framing of the lines parsed
+	resumeAt int     // cap of the head buffer they were parsed in
+	early    int     // first-line check: method bytes (request) or "HTTP/1." bytes matched (response); -1 done
+	remain   int64   // body or chunk bytes still to come
 	bodyLen  int64
 	tooLarge bool
 	chunked  bool
@@ -129,7 +132,7 @@ func (p *half) begin(ts uint64) {
 		p.m.Start = ts
 		p.pairable = p.c.requestStarts()
 	}
-	p.st, p.head, p.nl, p.early = stHead, false, 0, 0
+	p.st, p.head, p.nl, p.early, p.resume = stHead, false, 0, 0, 0
 	p.remain, p.bodyLen, p.tooLarge, p.chunked, p.cr = 0, 0, false, false, false
 	p.last = ts
 }
@@ -239,46 +242,63 @@ func (p *half) headBytes(b []byte, ts uint64) []byte {
 // fastHeads enables wholeHead; tests turn it off to compare the two paths.
 var fastHeads = true
 
-// wholeHead is the fast path of headBytes for a head that starts at b[0]
-// and ends within b, the common case: it parses the head straight from b,
-// which finds its end in the same pass, then copies it. It reports false,
-// having changed nothing, when the head does not parse within b (it goes on
-// in a later segment, is malformed, or is too large); headBytes then finds
+// wholeHead is the fast path of headBytes for a head that starts at b[0]:
+// it parses the head straight from b, which finds its end in the same pass,
+// then copies it. It reports false, having changed nothing, when the head
+// does not parse within b (malformed, or too large); headBytes then finds
 // the end of the head line by line as before and parses the copy.
 //
 // A head that parses is exactly the one headBytes would find: every line
 // before the blank line starts with a token character, so no earlier LF is
 // followed by LF or CRLF.
+//
+// A head that goes on beyond b (the last of a segment) is copied whole, as
+// headBytes would, and the lines parsed are kept (p.resume) so that headDone
+// parses only the rest.
 func (p *half) wholeHead(b []byte, ts uint64) ([]byte, bool) {
 	var n int
 	var fr framing
 	var err error
+	var r Request
+	var q Response
 	fields := p.b.fields[:0]
 	if p.resp {
-		var r Response
-		fields, fr, n, err = parseResponseHeadIn(&r, b, fields)
-		if err != nil || n > p.c.f.cfg.MaxHeaderBytes {
-			return nil, false
-		}
-		p.b.head = append(p.b.head, b[:n]...)
-		head := p.b.head
-		p.r.Proto, p.r.Status, p.r.Reason = rebase(head, b, r.Proto), r.Status, rebase(head, b, r.Reason)
+		fields, fr, n, err = parseResponseHeadIn(&q, b, fields)
 	} else {
-		var r Request
 		fields, fr, n, err = parseRequestHeadIn(&r, b, fields)
-		if err != nil || n > p.c.f.cfg.MaxHeaderBytes {
-			return nil, false
+	}
+	end := n
+	switch {
+	case err == nil && n <= p.c.f.cfg.MaxHeaderBytes:
+	case err == errIncomplete && len(b) <= p.c.f.cfg.MaxHeaderBytes:
+		// b holds no end of head (its lines so far are all fields), so
+		// headBytes would copy it all, its scan state after b's last bytes.
+		end = len(b)
+		switch {
+		case b[len(b)-1] == '\n':
+			p.nl = 1
+		case len(b) >= 2 && b[len(b)-2] == '\n' && b[len(b)-1] == '\r':
+			p.nl = 2
 		}
-		p.b.head = append(p.b.head, b[:n]...)
-		head := p.b.head
+	default:
+		return nil, false
+	}
+	p.b.head = append(p.b.head, b[:end]...)
+	head := p.b.head
+	if p.resp {
+		p.r.Proto, p.r.Status, p.r.Reason = rebase(head, b, q.Proto), q.Status, rebase(head, b, q.Reason)
+	} else {
 		p.m.Method, p.m.Target, p.m.Proto = rebase(head, b, r.Method), rebase(head, b, r.Target), rebase(head, b, r.Proto)
 	}
-	head := p.b.head
 	for i := range fields {
 		f := &fields[i]
 		f.Name, f.Value = rebase(head, b, f.Name), rebase(head, b, f.Value)
 	}
 	p.b.fields = fields
+	if err != nil {
+		p.resume, p.resumeFr, p.resumeAt = n, fr, cap(head)
+		return nil, true
+	}
 	p.head = true
 	p.framed(fr, ts)
 	return b[n:], true
@@ -368,11 +388,20 @@ func (p *half) headDone(ts uint64) {
 	var fr framing
 	var err error
 	p.head = true
-	if p.resp {
+	switch {
+	case p.resume > 0 && cap(p.b.head) == p.resumeAt:
+		// The start line and the first fields were parsed by wholeHead in
+		// this buffer (not moved since: same capacity); parse the rest.
+		p.b.fields, fr, _, err = parseFields(p.b.head[p.resume:], p.b.fields, p.resumeFr)
+		if err == nil && !p.resp {
+			err = requestFraming(p.b.fields, fr)
+		}
+	case p.resp:
 		p.b.fields, fr, err = parseResponseHead(p.r, p.b.head, p.b.fields[:0])
-	} else {
+	default:
 		p.b.fields, fr, err = parseRequestHead(p.m, p.b.head, p.b.fields[:0])
 	}
+	p.resume = 0
 	if err != nil {
 		p.notStart(ts)
 		return
