@@ -87,7 +87,7 @@ type conn struct {
 	key       flow.Key
 	req, resp half
 
-	pend      []*Exchange // emitted requests waiting for their responses, oldest first
+	pend      queue // emitted requests waiting for their responses, oldest first
 	seq       uint64
 	skip      int         // responses still to come for requests ended by overflow
 	uncertain bool        // pairing lost: new requests pair only from a quiet point
@@ -146,7 +146,7 @@ func (c *conn) Close(_ flow.CloseReason, _ uint64) {
 	c.dropEarly()
 	c.flush(RespClosed)
 	c.dead = true
-	c.req.line, c.resp.line, c.pend = nil, nil, nil
+	c.req.line, c.resp.line, c.pend = nil, nil, queue{}
 	c.n.flush(c.f.stats)
 }
 
@@ -158,7 +158,7 @@ func (c *conn) requestStarts() bool {
 	}
 	// Quiet point: nothing is owed on the response side and it sits between
 	// two messages, so the next response starts after this request did.
-	if len(c.pend) == 0 && len(c.early) == 0 && c.ahead == 0 && c.skip == 0 && c.resp.st == stIdle {
+	if c.pend.len() == 0 && len(c.early) == 0 && c.ahead == 0 && c.skip == 0 && c.resp.st == stIdle {
 		c.uncertain = false
 		return true
 	}
@@ -171,8 +171,8 @@ func (c *conn) nextRespMethod() []byte {
 	switch {
 	case c.skip > 0:
 		return nil
-	case len(c.pend) > 0:
-		return c.pend[0].Req.Method
+	case c.pend.len() > 0:
+		return c.pend.front().Req.Method
 	case c.req.m != nil && c.req.head:
 		return c.req.m.Method
 	}
@@ -207,13 +207,12 @@ func (c *conn) requestDone(ex *Exchange, pairable bool) {
 		c.ahead--
 		c.finish(ex, RespGap)
 	default:
-		if len(c.pend) >= c.f.cfg.MaxPending {
-			old := c.pend[0]
-			c.pend = c.pend[:copy(c.pend, c.pend[1:])]
+		if c.pend.len() >= c.f.cfg.MaxPending {
+			old := c.pend.pop()
 			c.skip++
 			c.finish(old, RespOverflow)
 		}
-		c.pend = append(c.pend, ex)
+		c.pend.push(ex)
 	}
 }
 
@@ -229,9 +228,8 @@ func (c *conn) responseDone(h *Exchange) {
 	switch {
 	case c.skip > 0:
 		c.skip--
-	case len(c.pend) > 0:
-		ex := c.pend[0]
-		c.pend = c.pend[:copy(c.pend, c.pend[1:])]
+	case c.pend.len() > 0:
+		ex := c.pend.pop()
 		c.pair(ex, h)
 		return
 	case !c.uncertain && c.ahead == 0 && len(c.early) < c.f.cfg.MaxPending && (c.req.m == nil || c.req.pairable):
@@ -294,11 +292,9 @@ func (c *conn) finish(ex *Exchange, why NoResponse) {
 }
 
 func (c *conn) flush(why NoResponse) {
-	for i, ex := range c.pend {
-		c.pend[i] = nil
-		c.finish(ex, why)
+	for c.pend.len() > 0 {
+		c.finish(c.pend.pop(), why)
 	}
-	c.pend = c.pend[:0]
 }
 
 func (c *conn) dropEarly() {

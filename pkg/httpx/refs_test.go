@@ -38,3 +38,23 @@ func TestReleaseRefs(t *testing.T) {
 		t.Fatalf("unpooled refs %d", e.refs.Load())
 	}
 }
+
+func TestQueue(t *testing.T) {
+	var q queue
+	var want []*Exchange
+	for i := 0; i < 5000; i++ {
+		if len(want) > 0 && (i%3 == 0 || len(want) > 40) {
+			if got := q.pop(); got != want[0] {
+				t.Fatalf("step %d: pop %p, want %p", i, got, want[0])
+			}
+			want = want[1:]
+		} else {
+			e := new(Exchange)
+			q.push(e)
+			want = append(want, e)
+		}
+		if q.len() != len(want) || len(want) > 0 && q.front() != want[0] {
+			t.Fatalf("step %d: len %d, want %d", i, q.len(), len(want))
+		}
+	}
+}
