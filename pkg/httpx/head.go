@@ -258,10 +258,15 @@ func parseFields(b []byte, fields []Field, fr framing) (_ []Field, _ framing, n 
 		for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
 			v = v[:len(v)-1]
 		}
-		// Grow by a zero Field and fill it in place: appending a composite
-		// literal builds it on the stack first and copies it with 16-byte
-		// loads of just-written 8-byte halves, which stalls store forwarding.
-		fields = append(fields, Field{})
+		// Grow within the capacity without zeroing and fill the Field in
+		// place: appending a composite literal builds it on the stack first
+		// and copies it with 16-byte loads of just-written 8-byte halves,
+		// which stalls store forwarding.
+		if len(fields) < cap(fields) {
+			fields = fields[:len(fields)+1]
+		} else {
+			fields = append(fields, Field{})
+		}
 		f := &fields[len(fields)-1]
 		f.Name, f.Value = name, v
 		switch len(name) {
