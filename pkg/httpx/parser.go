@@ -243,29 +243,36 @@ func (p *half) headBytes(b []byte, ts uint64) []byte {
 var fastHeads = true
 
 // wholeHead is the fast path of headBytes for a head that starts at b[0]:
-// it parses the head straight from b, which finds its end in the same pass,
-// then copies it. It reports false, having changed nothing, when the head
-// does not parse within b (malformed, or too large); headBytes then finds
-// the end of the head line by line as before and parses the copy.
+// it parses the head within the bytes at hand, which finds its end in the
+// same pass, and keeps a copy. It reports false, having changed nothing,
+// when the head does not parse within b (malformed, or too large);
+// headBytes then finds the end of the head line by line as before and
+// parses the copy.
 //
 // A head that parses is exactly the one headBytes would find: every line
 // before the blank line starts with a token character, so no earlier LF is
 // followed by LF or CRLF.
 //
+// When the head buffer has room (it keeps its capacity from message to
+// message), what may be the head is copied into it first and parsed there,
+// so the views are into it at once; otherwise b is parsed and the views are
+// moved to the copy (rebase).
+//
 // A head that goes on beyond b (the last of a segment) is copied whole, as
 // headBytes would, and the lines parsed are kept (p.resume) so that headDone
 // parses only the rest.
 func (p *half) wholeHead(b []byte, ts uint64) ([]byte, bool) {
-	var n int
-	var fr framing
-	var err error
+	src := b
+	if lim := min(len(b), cap(p.b.head), maxCopyAhead); lim > 0 {
+		src = append(p.b.head[:0], b[:lim]...) // within capacity: no allocation
+	}
 	var r Request
 	var q Response
-	fields := p.b.fields[:0]
-	if p.resp {
-		fields, fr, n, err = parseResponseHeadIn(&q, b, fields)
-	} else {
-		fields, fr, n, err = parseRequestHeadIn(&r, b, fields)
+	fields, fr, n, err := p.parseHeadIn(&r, &q, src)
+	if err == errIncomplete && len(src) < len(b) {
+		// The head goes on beyond the copy: parse b itself.
+		src = b
+		fields, fr, n, err = p.parseHeadIn(&r, &q, b)
 	}
 	end := n
 	switch {
@@ -283,25 +290,44 @@ func (p *half) wholeHead(b []byte, ts uint64) ([]byte, bool) {
 	default:
 		return nil, false
 	}
-	p.b.head = append(p.b.head, b[:end]...)
-	head := p.b.head
-	if p.resp {
-		p.r.Proto, p.r.Status, p.r.Reason = rebase(head, b, q.Proto), q.Status, rebase(head, b, q.Reason)
+	if len(src) > 0 && &src[0] != &b[0] {
+		p.b.head = src[:end] // parsed in the copy
 	} else {
-		p.m.Method, p.m.Target, p.m.Proto = rebase(head, b, r.Method), rebase(head, b, r.Target), rebase(head, b, r.Proto)
+		p.b.head = append(p.b.head, b[:end]...)
+		head := p.b.head
+		r.Method, r.Target, r.Proto = rebase(head, b, r.Method), rebase(head, b, r.Target), rebase(head, b, r.Proto)
+		q.Proto, q.Reason = rebase(head, b, q.Proto), rebase(head, b, q.Reason)
+		for i := range fields {
+			f := &fields[i]
+			f.Name, f.Value = rebase(head, b, f.Name), rebase(head, b, f.Value)
+		}
 	}
-	for i := range fields {
-		f := &fields[i]
-		f.Name, f.Value = rebase(head, b, f.Name), rebase(head, b, f.Value)
+	if p.resp {
+		p.r.Proto, p.r.Status, p.r.Reason = q.Proto, q.Status, q.Reason
+	} else {
+		p.m.Method, p.m.Target, p.m.Proto = r.Method, r.Target, r.Proto
 	}
 	p.b.fields = fields
 	if err != nil {
-		p.resume, p.resumeFr, p.resumeAt = n, fr, cap(head)
+		p.resume, p.resumeFr, p.resumeAt = n, fr, cap(p.b.head)
 		return nil, true
 	}
 	p.head = true
 	p.framed(fr, ts)
 	return b[n:], true
+}
+
+// maxCopyAhead bounds the bytes wholeHead copies before it knows where the
+// head ends, so that a buffer grown by one large head does not make every
+// later head copy a whole segment.
+const maxCopyAhead = 1024
+
+// parseHeadIn parses a head at the start of b into r (request side) or q.
+func (p *half) parseHeadIn(r *Request, q *Response, b []byte) ([]Field, framing, int, error) {
+	if p.resp {
+		return parseResponseHeadIn(q, b, p.b.fields[:0])
+	}
+	return parseRequestHeadIn(r, b, p.b.fields[:0])
 }
 
 // rebase returns the view of dst that v is of src, dst holding a copy of a
