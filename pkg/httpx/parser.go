@@ -40,6 +40,7 @@ type half struct {
 	resume   int     // head bytes already parsed (lines), 0: none; see wholeHead
 	resumeFr framing // framing of the lines parsed
 	resumeAt int     // cap of the head buffer they were parsed in
+	headHint int     // length of the last head parsed by wholeHead
 	early    int     // first-line check: method bytes (request) or "HTTP/1." bytes matched (response); -1 done
 	remain   int64   // body or chunk bytes still to come
 	bodyLen  int64
@@ -263,7 +264,8 @@ var fastHeads = true
 // parses only the rest.
 func (p *half) wholeHead(b []byte, ts uint64) ([]byte, bool) {
 	src := b
-	if lim := min(len(b), cap(p.b.head), maxCopyAhead); lim > 0 {
+	// Copy a little more than the last head was long.
+	if lim := min(len(b), cap(p.b.head), maxCopyAhead, p.headHint+p.headHint/4+64); lim > 0 {
 		src = append(p.b.head[:0], b[:lim]...) // within capacity: no allocation
 	}
 	var r Request
@@ -312,6 +314,7 @@ func (p *half) wholeHead(b []byte, ts uint64) ([]byte, bool) {
 		p.resume, p.resumeFr, p.resumeAt = n, fr, cap(p.b.head)
 		return nil, true
 	}
+	p.headHint = n
 	p.head = true
 	p.framed(fr, ts)
 	return b[n:], true
