@@ -188,14 +188,16 @@ func (p *half) firstLine(b []byte) bool {
 }
 
 func (p *half) headBytes(b []byte, ts uint64) []byte {
-	if p.early >= 0 && !p.firstLine(b) {
-		p.notStart(ts)
-		return nil
-	}
 	if len(p.b.head) == 0 && fastHeads {
+		// A head that wholeHead parses has a start line that firstLine
+		// accepts, so it goes first.
 		if rest, ok := p.wholeHead(b, ts); ok {
 			return rest
 		}
+	}
+	if p.early >= 0 && !p.firstLine(b) {
+		p.notStart(ts)
+		return nil
 	}
 	i, end := 0, -1
 	for i < len(b) {
@@ -312,6 +314,7 @@ func (p *half) wholeHead(b []byte, ts uint64) ([]byte, bool) {
 	p.b.fields = fields
 	if err != nil {
 		p.resume, p.resumeFr, p.resumeAt = n, fr, cap(p.b.head)
+		p.early = -1 // the start line is complete and valid
 		return nil, true
 	}
 	p.headHint = n
