@@ -95,7 +95,40 @@ type conn struct {
 	ahead     int         // responses ahead of their requests beyond MaxPending, dropped: their requests end with RespGap
 	dead      bool
 
-	n tally // per-message counts not yet added to the shared Stats
+	n     tally     // per-message counts not yet added to the shared Stats
+	spare *Exchange // released during this handler call, for the next message; see recycle
+}
+
+// recycle drops the parser's reference to ex. When it was the only one, ex
+// is kept for the next message of this connection instead of going through
+// the pool, until the end of the handler call (endCall): a segment of
+// pipelined requests then reuses one exchange without a pool round trip.
+func (c *conn) recycle(ex *Exchange) {
+	if c.spare != nil || ex.refs.Load() != 1 {
+		ex.Release()
+		return
+	}
+	ex.reset()
+	c.spare = ex
+}
+
+// next returns an exchange for a new message.
+func (c *conn) next() *Exchange {
+	if ex := c.spare; ex != nil {
+		c.spare = nil
+		return ex
+	}
+	return c.f.pool.get()
+}
+
+// endCall ends a handler call: the spare exchange goes back to the pool
+// and the counts to the shared Stats.
+func (c *conn) endCall() {
+	if c.spare != nil {
+		c.spare.Release()
+		c.spare = nil
+	}
+	c.n.flush(c.f.stats)
 }
 
 // Data implements flow.Handler.
@@ -105,7 +138,7 @@ func (c *conn) Data(dir event.Direction, b []byte, ts uint64) {
 	} else {
 		c.req.data(b, ts)
 	}
-	c.n.flush(c.f.stats)
+	c.endCall()
 }
 
 // Gap implements flow.Handler: the message in progress in dir is dropped and
@@ -126,7 +159,7 @@ func (c *conn) Gap(dir event.Direction, _ uint64) {
 		}
 	}
 	p.lost()
-	c.n.flush(c.f.stats)
+	c.endCall()
 }
 
 // Close implements flow.Handler.
@@ -147,7 +180,7 @@ func (c *conn) Close(_ flow.CloseReason, _ uint64) {
 	c.flush(RespClosed)
 	c.dead = true
 	c.req.line, c.resp.line, c.pend = nil, nil, queue{}
-	c.n.flush(c.f.stats)
+	c.endCall()
 }
 
 // requestStarts is called when a request begins; it says whether the
@@ -221,7 +254,7 @@ func (c *conn) responseDone(h *Exchange) {
 	r := &h.resp
 	if r.Status >= 100 && r.Status < 200 && r.Status != 101 {
 		c.n.interim++
-		h.Release()
+		c.recycle(h)
 		return
 	}
 	c.n.responses++
@@ -255,7 +288,7 @@ func (c *conn) responseDone(h *Exchange) {
 func (c *conn) pair(ex, h *Exchange) {
 	ex.resp, h.resp = h.resp, ex.resp
 	ex.sb, h.sb = h.sb, ex.sb
-	h.Release()
+	c.recycle(h)
 	ex.Resp = &ex.resp
 	ex.Reason = RespOK
 	if ex.resp.TooLarge {
@@ -265,7 +298,7 @@ func (c *conn) pair(ex, h *Exchange) {
 	connect := string(ex.Req.Method) == "CONNECT"
 	c.n.answered++
 	c.f.sink.Response(ex)
-	ex.Release()
+	c.recycle(ex)
 	switch {
 	case upgraded:
 		c.giveUp(gaveUpUpgrade)
@@ -288,7 +321,7 @@ func (c *conn) finish(ex *Exchange, why NoResponse) {
 	}
 	ex.Resp, ex.Reason = nil, why
 	c.f.sink.Response(ex)
-	ex.Release()
+	c.recycle(ex)
 }
 
 func (c *conn) flush(why NoResponse) {

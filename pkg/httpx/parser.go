@@ -124,7 +124,7 @@ func (p *half) data(b []byte, ts uint64) {
 
 // begin starts a message at a synchronised position.
 func (p *half) begin(ts uint64) {
-	p.ex = p.c.f.pool.get()
+	p.ex = p.c.next()
 	if p.resp {
 		p.b, p.r = &p.ex.sb, &p.ex.resp
 		p.r.Start = ts

@@ -34,6 +34,13 @@ func (p *pool) get() *Exchange {
 }
 
 func (p *pool) put(e *Exchange) {
+	e.reset()
+	e.free = true
+	p.p.Put(e)
+}
+
+// reset makes e as new, keeping its buffers and its count of 1.
+func (e *Exchange) reset() {
 	e.qb.reset()
 	e.sb.reset()
 	// Forget the contents, keep the buffers. Resp must be cleared: a recycled
@@ -43,8 +50,6 @@ func (p *pool) put(e *Exchange) {
 	e.Resp = nil
 	e.Conn = flow.Key{}
 	e.Seq, e.Reason = 0, RespOK
-	e.free = true
-	p.p.Put(e)
 }
 
 func (b *bufs) reset() {
