@@ -272,11 +272,20 @@ func (p *half) wholeHead(b []byte, ts uint64) ([]byte, bool) {
 	}
 	var r Request
 	var q Response
-	fields, fr, n, err := p.parseHeadIn(&r, &q, src)
-	if err == errIncomplete && len(src) < len(b) {
-		// The head goes on beyond the copy: parse b itself.
-		src = b
-		fields, fr, n, err = p.parseHeadIn(&r, &q, b)
+	var fields []Field
+	var fr framing
+	var n int
+	var err error
+	for {
+		if p.resp {
+			fields, fr, n, err = parseResponseHeadIn(&q, src, p.b.fields[:0])
+		} else {
+			fields, fr, n, err = parseRequestHeadIn(&r, src, p.b.fields[:0])
+		}
+		if err != errIncomplete || len(src) == len(b) {
+			break
+		}
+		src = b // the head goes on beyond the copy: parse b itself
 	}
 	end := n
 	switch {
@@ -327,14 +336,6 @@ func (p *half) wholeHead(b []byte, ts uint64) ([]byte, bool) {
 // head ends, so that a buffer grown by one large head does not make every
 // later head copy a whole segment.
 const maxCopyAhead = 1024
-
-// parseHeadIn parses a head at the start of b into r (request side) or q.
-func (p *half) parseHeadIn(r *Request, q *Response, b []byte) ([]Field, framing, int, error) {
-	if p.resp {
-		return parseResponseHeadIn(q, b, p.b.fields[:0])
-	}
-	return parseRequestHeadIn(r, b, p.b.fields[:0])
-}
 
 // rebase returns the view of dst that v is of src, dst holding a copy of a
 // prefix of src that covers v. v is a reslice of src that keeps its end of
