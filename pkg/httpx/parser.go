@@ -235,7 +235,7 @@ func (p *half) headBytes(b []byte, ts uint64) []byte {
 		p.headTooLarge(ts)
 		return nil
 	}
-	p.b.head = append(p.b.head, b[:n]...)
+	p.b.appendHead(b[:n])
 	if end >= 0 {
 		p.headDone(ts)
 	}
@@ -301,12 +301,16 @@ func (p *half) wholeHead(b []byte, ts uint64) ([]byte, bool) {
 			p.nl = 2
 		}
 	default:
+		clear(fields) // no views into b may stay behind
 		return nil, false
 	}
 	if len(src) > 0 && &src[0] != &b[0] {
 		p.b.head = src[:end] // parsed in the copy
 	} else {
-		p.b.head = append(p.b.head, b[:end]...)
+		if p.b.grow(b[:end]) {
+			// as appendHead, but the fields parsed are moved below
+			clear(fields[len(fields):cap(fields)])
+		}
 		head := p.b.head
 		r.Method, r.Target, r.Proto = rebase(head, b, r.Method), rebase(head, b, r.Target), rebase(head, b, r.Proto)
 		q.Proto, q.Reason = rebase(head, b, q.Proto), rebase(head, b, q.Reason)
@@ -727,7 +731,7 @@ func (p *half) resynced() {
 		st.reqResyncs.Add(1)
 	}
 	p.begin(p.lineTs)
-	p.b.head = append(p.b.head, p.line...)
+	p.b.appendHead(p.line)
 	p.line = p.line[:0]
 	p.nl, p.early, p.skipped = 1, -1, 0
 	p.parsedAny = true

@@ -55,10 +55,29 @@ func (e *Exchange) reset() {
 func (b *bufs) reset() {
 	if cap(b.head) > maxPooledBuf {
 		b.head = nil
+		// The fields are views into the head dropped: let it go. Otherwise
+		// they only point into the head kept (appendHead), and every Field
+		// taken for a new head is written whole, so they need no clearing.
+		clear(b.fields[:cap(b.fields)])
 	}
 	if cap(b.body) > maxPooledBuf {
 		b.body = nil
 	}
-	clear(b.fields) // drop views into the old head
 	b.head, b.body, b.fields = b.head[:0], b.body[:0], b.fields[:0]
+}
+
+// appendHead appends x to the head. When the head moves to a larger array,
+// the fields are cleared up to their capacity: they only ever point into the
+// current head, which lets reset keep them as they are.
+func (b *bufs) appendHead(x []byte) {
+	if b.grow(x) {
+		clear(b.fields[:cap(b.fields)])
+	}
+}
+
+// grow appends x to the head and reports whether it moved.
+func (b *bufs) grow(x []byte) bool {
+	old := cap(b.head)
+	b.head = append(b.head, x...)
+	return cap(b.head) != old
 }

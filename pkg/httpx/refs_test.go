@@ -1,6 +1,8 @@
 package httpx
 
 import (
+	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -55,6 +57,50 @@ func TestQueue(t *testing.T) {
 		}
 		if q.len() != len(want) || len(want) > 0 && q.front() != want[0] {
 			t.Fatalf("step %d: len %d, want %d", i, q.len(), len(want))
+		}
+	}
+}
+
+// within reports whether v (if it holds any capacity) is a view into the
+// array of h.
+func within(h, v []byte) bool {
+	if cap(v) == 0 {
+		return true
+	}
+	off := cap(h) - cap(v)
+	return off >= 0 && &h[:cap(h)][off] == &v[:1][0]
+}
+
+// fieldSink checks that every Field kept by an exchange, up to the capacity
+// of its list, is a view into its own head: old views must not pin other
+// buffers, since the pool does not clear them.
+type fieldSink struct{ t *testing.T }
+
+func (s fieldSink) check(b *bufs) {
+	for i, f := range b.fields[:cap(b.fields)] {
+		if !within(b.head, f.Name) || !within(b.head, f.Value) {
+			s.t.Fatalf("field %d %q: %q is not a view into the head", i, f.Name, f.Value)
+		}
+	}
+}
+func (s fieldSink) Request(ex *Exchange) { s.check(&ex.qb) }
+func (s fieldSink) Response(ex *Exchange) {
+	s.check(&ex.qb)
+	s.check(&ex.sb)
+}
+
+func TestFieldsStayInHead(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	h := NewFactory(Config{}, fieldSink{t}, nil, nil)(testKey, 0, false)
+	for i := 0; i < 3000; i++ {
+		g := genExchange(rng, false)
+		big := strings.Repeat("v", rng.IntN(3)*rng.IntN(3000))
+		req := strings.Replace(g.req, "\r\n\r\n", "\r\nX-Big: "+big+"\r\n\r\n", 1)
+		for _, s := range cuts(rng, req, 1+rng.IntN(2000)) {
+			h.Data(Q, []byte(s), 1)
+		}
+		for _, s := range cuts(rng, g.resp, 1+rng.IntN(2000)) {
+			h.Data(R, []byte(s), 1)
 		}
 	}
 }
