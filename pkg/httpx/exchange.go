@@ -30,7 +30,7 @@ type Response struct {
 	Head          []byte
 	Fields        []Field
 	BodyLen       int64  // body bytes (de-chunked)
-	Body          []byte // body bytes kept, up to the body limit; nil when TooLarge
+	Body          []byte // body bytes, only with Config.KeepResponseBodies; nil when TooLarge
 	TooLarge      bool
 	Start, End    uint64
 }

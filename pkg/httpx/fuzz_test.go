@@ -48,7 +48,7 @@ func (s *fuzzSink) Response(ex *Exchange) {
 // fuzzFeed feeds data to dir in pieces whose sizes come from splits; a zero
 // split byte inserts a gap.
 func fuzzFeed(t *testing.T, dir event.Direction, prefix, data, splits []byte, mid bool) {
-	cfg := Config{MaxHeaderBytes: 512, MaxBodyBytes: 1024, MaxResyncBytes: 4096}
+	cfg := Config{MaxHeaderBytes: 512, MaxBodyBytes: 1024, MaxResyncBytes: 4096, KeepResponseBodies: true}
 	in := append(append([]byte(nil), prefix...), data...)
 	sink := &fuzzSink{t: t, in: in, cfg: cfg}
 	var st Stats

@@ -137,6 +137,7 @@ var testKey = flow.Key{VNI: 7, Client: netip.MustParseAddrPort("10.0.0.1:40000")
 func play(t testing.TB, cfg Config, mid bool, steps []step, chunk int) (*recSink, StatsSnapshot) {
 	sink := newRecSink(t)
 	var st Stats
+	cfg.KeepResponseBodies = true // the tables check production's bodies too
 	h := NewFactory(cfg, sink, &st, nil)(testKey, 0, mid)
 	for i, s := range steps {
 		ts := uint64(i + 1)

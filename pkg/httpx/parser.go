@@ -506,6 +506,9 @@ func (p *half) appendBody(b []byte) {
 		p.b.body = p.b.body[:0]
 		return
 	}
+	if p.resp && !p.c.f.cfg.KeepResponseBodies {
+		return // measured, not kept
+	}
 	p.b.body = append(p.b.body, b...)
 }
 

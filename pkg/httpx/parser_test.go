@@ -1,10 +1,13 @@
 package httpx
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/shadowtap/shadowtap/pkg/flow"
 )
 
 func TestStreams(t *testing.T) {
@@ -182,7 +185,7 @@ func TestHeadAndFields(t *testing.T) {
 			t.Errorf("Get missing != nil")
 		}
 	}}
-	h := NewFactory(Config{}, sink, nil, nil)(testKey, 0, false)
+	h := NewFactory(Config{KeepResponseBodies: true}, sink, nil, nil)(testKey, 0, false)
 	h.Data(Q, []byte(raw), 1)
 	if got == nil || got.head != raw || string(got.method) != "GET" {
 		t.Fatalf("head %+v", got)
@@ -248,5 +251,44 @@ func TestPlainRun(t *testing.T) {
 		if got, want := plainRun(b), naive(b); got != want {
 			t.Fatalf("plainRun(%q) = %d, want %d", b, got, want)
 		}
+	}
+}
+
+// By default production's response bodies are measured, not kept: the replay
+// stage compares lengths, and copying every response byte is most of the
+// parser's work. Request bodies are always kept (they are replayed).
+func TestResponseBodiesMeasuredNotKept(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep=%v", keep), func(t *testing.T) {
+			sink := newRecSink(t)
+			h := NewFactory(Config{KeepResponseBodies: keep}, sink, nil, nil)(testKey, 0, false)
+			h.Data(Q, []byte("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"), 1)
+			h.Data(R, []byte("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody"), 2)
+			h.Data(R, []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), 3)
+			h.Data(Q, []byte("GET /n HTTP/1.1\r\nHost: a\r\n\r\n"), 4)
+			h.Close(flow.CloseFIN, 5)
+			if len(sink.recs) != 2 {
+				t.Fatalf("%d exchanges, want 2", len(sink.recs))
+			}
+			for i, want := range []struct {
+				body string
+				n    int64
+			}{{"body", 4}, {"abc", 3}} {
+				r := sink.recs[i]
+				if r.respLen != want.n {
+					t.Errorf("exchange %d: BodyLen %d, want %d", i, r.respLen, want.n)
+				}
+				wantBody := ""
+				if keep {
+					wantBody = want.body
+				}
+				if r.respBody != wantBody {
+					t.Errorf("exchange %d: response body %q, want %q", i, r.respBody, wantBody)
+				}
+			}
+			if sink.recs[0].body != "hello" {
+				t.Errorf("request body %q, want hello", sink.recs[0].body)
+			}
+		})
 	}
 }

@@ -18,6 +18,11 @@ type Config struct {
 	// for the next message start after a gap or a mid-stream join; beyond it
 	// the connection is given up as not HTTP. Default MaxHeaderBytes+MaxBodyBytes.
 	MaxResyncBytes int64
+	// KeepResponseBodies keeps production's response bodies in
+	// Response.Body. Off by default: the replay stage compares statuses and
+	// body lengths (Response.BodyLen is always counted), and not copying the
+	// bodies saves most of the parser's copying and memory.
+	KeepResponseBodies bool
 }
 
 func (c Config) withDefaults() Config {
