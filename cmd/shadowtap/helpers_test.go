@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -202,7 +201,7 @@ func (p *proc) stop(sig syscall.Signal) int {
 }
 
 // metrics scrapes /metrics.
-func (p *proc) metrics() metricSet {
+func (p *proc) metrics() testenv.Metrics {
 	p.t.Helper()
 	resp, err := p.scrape.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
@@ -213,7 +212,7 @@ func (p *proc) metrics() metricSet {
 		b, _ := io.ReadAll(resp.Body)
 		p.t.Fatalf("scraping shadowtap: %s: %s", resp.Status, b)
 	}
-	m, err := parseMetrics(resp.Body)
+	m, err := testenv.ParseMetrics(resp.Body)
 	if err != nil {
 		p.t.Fatalf("parsing /metrics: %v", err)
 	}
@@ -221,7 +220,7 @@ func (p *proc) metrics() metricSet {
 }
 
 // waitMetrics scrapes until cond holds and returns that scrape.
-func (p *proc) waitMetrics(what string, cond func(metricSet) bool) metricSet {
+func (p *proc) waitMetrics(what string, cond func(testenv.Metrics) bool) testenv.Metrics {
 	p.t.Helper()
 	deadline := time.Now().Add(waitDeadline)
 	for {
@@ -230,7 +229,7 @@ func (p *proc) waitMetrics(what string, cond func(metricSet) bool) metricSet {
 			return m
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("waited %v for %s; last scrape:\n%s", waitDeadline, what, m.shadowtap())
+			p.t.Fatalf("waited %v for %s; last scrape:\n%s", waitDeadline, what, m.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -238,120 +237,8 @@ func (p *proc) waitMetrics(what string, cond func(metricSet) bool) metricSet {
 
 // settled is true when the replay stage holds nothing: every accepted
 // request has ended for every target.
-func settled(m metricSet) bool {
-	return m.sum("shadowtap_replay_queued") == 0 && m.sum("shadowtap_replay_inflight") == 0
-}
-
-// sample is one series of a scrape.
-type sample struct {
-	name   string
-	labels map[string]string
-	value  float64
-}
-
-// metricSet is a parsed Prometheus text exposition.
-type metricSet []sample
-
-// parseMetrics reads the text format (what metrics.Handler serves by
-// default to a client that does not ask for protobuf).
-func parseMetrics(r io.Reader) (metricSet, error) {
-	var out metricSet
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		s := sample{labels: map[string]string{}}
-		rest := line
-		if i := strings.IndexAny(rest, "{ "); i < 0 {
-			return nil, fmt.Errorf("line %q: no value", line)
-		} else {
-			s.name, rest = rest[:i], rest[i:]
-		}
-		if rest[0] == '{' {
-			rest = rest[1:]
-			for rest[0] != '}' {
-				eq := strings.Index(rest, `="`)
-				if eq < 0 {
-					return nil, fmt.Errorf("line %q: bad labels", line)
-				}
-				key := strings.TrimPrefix(rest[:eq], ",")
-				rest = rest[eq+2:]
-				var val strings.Builder
-				for rest[0] != '"' {
-					if rest[0] == '\\' && len(rest) > 1 {
-						switch rest[1] {
-						case 'n':
-							val.WriteByte('\n')
-						default:
-							val.WriteByte(rest[1])
-						}
-						rest = rest[2:]
-						continue
-					}
-					val.WriteByte(rest[0])
-					rest = rest[1:]
-				}
-				rest = strings.TrimPrefix(rest[1:], ",")
-				s.labels[key] = val.String()
-			}
-			rest = rest[1:]
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			return nil, fmt.Errorf("line %q: no value", line)
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("line %q: %v", line, err)
-		}
-		s.value = v
-		out = append(out, s)
-	}
-	return out, sc.Err()
-}
-
-// sum adds the series of name whose labels match the key, value pairs.
-func (m metricSet) sum(name string, match ...string) float64 {
-	var total float64
-next:
-	for _, s := range m {
-		if s.name != name {
-			continue
-		}
-		for i := 0; i+1 < len(match); i += 2 {
-			if s.labels[match[i]] != match[i+1] {
-				continue next
-			}
-		}
-		total += s.value
-	}
-	return total
-}
-
-// has reports whether a series of name exists.
-func (m metricSet) has(name string) bool {
-	for _, s := range m {
-		if s.name == name {
-			return true
-		}
-	}
-	return false
-}
-
-// shadowtap formats the shadowtap_* series, for failure messages.
-func (m metricSet) shadowtap() string {
-	var b strings.Builder
-	for _, s := range m {
-		if !strings.HasPrefix(s.name, "shadowtap_") || s.value == 0 {
-			continue
-		}
-		lb, _ := json.Marshal(s.labels)
-		fmt.Fprintf(&b, "%s%s %v\n", s.name, lb, s.value)
-	}
-	return b.String()
+func settled(m testenv.Metrics) bool {
+	return m.Get("shadowtap_replay_queued") == 0 && m.Get("shadowtap_replay_inflight") == 0
 }
 
 // xdpAttached reports whether an XDP program is attached to dev in ns, from

@@ -108,8 +108,8 @@ func TestPinnedStats(t *testing.T) {
 		reqs = append(reqs, testenv.Request{Target: fmt.Sprintf("/size/%d", 1000*(i+1))})
 	}
 	converse(t, lab, testenv.HostPort(lab.ProdAddr4, prodPort), reqs...)
-	p.waitMetrics("5 requests replayed", func(m metricSet) bool {
-		return m.sum("shadowtap_replay_replayed_total") >= n
+	p.waitMetrics("5 requests replayed", func(m testenv.Metrics) bool {
+		return m.Get("shadowtap_replay_replayed_total") >= n
 	})
 
 	after := bpftoolStats(t, pins, lab.RecvIface)
@@ -138,7 +138,7 @@ func TestPinnedStats(t *testing.T) {
 	if table["emit"] < after["emit"] {
 		t.Errorf("shadowtap stats emit %d < bpftool's %d read before it", table["emit"], after["emit"])
 	}
-	if got := uint64(m.sum("shadowtap_capture_packets_total", "outcome", "emit")); got < table["emit"] {
+	if got := uint64(m.Get("shadowtap_capture_packets_total", "outcome", "emit")); got < table["emit"] {
 		t.Errorf("/metrics emit %d < shadowtap stats' %d read before it", got, table["emit"])
 	}
 	var outcomes uint64
@@ -186,8 +186,8 @@ func TestStopDrainsAndDetaches(t *testing.T) {
 					}
 				})
 			}
-			p.waitMetrics("all replays in flight", func(m metricSet) bool {
-				return m.sum("shadowtap_replay_inflight") == n
+			p.waitMetrics("all replays in flight", func(m testenv.Metrics) bool {
+				return m.Get("shadowtap_replay_inflight") == n
 			})
 			if code := p.stop(sig); code != 0 {
 				t.Errorf("exit status %d after %v, want 0", code, sig)
@@ -243,8 +243,8 @@ func TestKillLeavesNoProgram(t *testing.T) {
 	// to a port nothing listens on. What matters is that the next run works.
 	p = startRun(t, lab, pins, "--target", target)
 	converse(t, lab, testenv.HostPort(lab.ProdAddr4, prodPort), testenv.Request{Target: "/after-kill"})
-	p.waitMetrics("the request replayed", func(m metricSet) bool {
-		return m.sum("shadowtap_replay_replayed_total") >= 1 && settled(m)
+	p.waitMetrics("the request replayed", func(m testenv.Metrics) bool {
+		return m.Get("shadowtap_replay_replayed_total") >= 1 && settled(m)
 	})
 	got := 0
 	for _, ex := range shadow.Exchanges() {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/shadowtap/shadowtap/pkg/capture"
+	"github.com/shadowtap/shadowtap/pkg/replay"
 )
 
 // Capture sources.
@@ -87,12 +88,12 @@ func Defaults() Config {
 		MaxHeaderBytes: 64 << 10,
 		MaxBodyBytes:   16 << 20,
 		IdleTimeout:    2 * time.Minute,
-		Methods:        []string{"GET", "HEAD", "OPTIONS"},
+		Methods:        replay.DefaultMethods(),
 		Sample:         100,
 		SampleKey:      "client-ip",
-		MaxInflight:    64,
-		Queue:          1024,
-		Timeout:        10 * time.Second,
+		MaxInflight:    replay.DefaultMaxInflight,
+		Queue:          replay.DefaultQueue,
+		Timeout:        replay.DefaultTimeout,
 		MetricsAddr:    "127.0.0.1:9464",
 		LogInterval:    10 * time.Second,
 		DrainTimeout:   10 * time.Second,

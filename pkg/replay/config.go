@@ -13,7 +13,7 @@ import (
 // Defaults applied by New to zero fields (and set by DefaultConfig).
 const (
 	DefaultMaxInflight = 64
-	DefaultQueue       = 1024
+	DefaultQueue       = 4096
 	DefaultTimeout     = 10 * time.Second
 	// MarkerHeader is the header that tells the shadow a request is a replay.
 	MarkerHeader = "X-Shadowtap-Replay"
@@ -41,7 +41,7 @@ type Config struct {
 	SampleKey     string           // "client-ip" (default) | "header:NAME" | "cookie:NAME"
 	MaxRPS        float64          // per target; 0 = unlimited; burst = one second's worth (ceil(MaxRPS))
 	MaxInflight   int              // per target concurrent requests; default 64
-	Queue         int              // per target queue length; default 1024
+	Queue         int              // per target queue length; default 4096
 	Timeout       time.Duration    // per request, connect to end of body; default 10s
 	SetHeaders    []HeaderKV       // set (replacing) on every replayed request
 	DropHeaders   []string         // removed from every replayed request

@@ -136,7 +136,7 @@ func (r *receiver) waitReady(ctx context.Context, timeout time.Duration) error {
 }
 
 // scrape reads /metrics.
-func (r *receiver) scrape(ctx context.Context) (scrape, error) {
+func (r *receiver) scrape(ctx context.Context) (testenv.Metrics, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+metricsAddr+"/metrics", nil)
 	if err != nil {
 		return nil, err
@@ -150,7 +150,7 @@ func (r *receiver) scrape(ctx context.Context) (scrape, error) {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
 		return nil, fmt.Errorf("scraping shadowtap metrics: %s: %s", resp.Status, bytes.TrimSpace(b))
 	}
-	return parsePromText(resp.Body)
+	return testenv.ParseMetrics(resp.Body)
 }
 
 // cpu is shadowtap's user+system CPU time so far.

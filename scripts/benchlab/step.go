@@ -58,32 +58,32 @@ func (c counters) seen() float64 {
 // ended is the replay requests that reached an outcome.
 func (c counters) ended() float64 { return c.filtered + c.replayed + c.dropped + c.failed }
 
-func countersFrom(sc scrape) counters {
+func countersFrom(sc testenv.Metrics) counters {
 	return counters{
-		outcomes:      sc.byLabel(mCapturePackets, "outcome"),
-		flowQueueFull: sc.get(mFlowQueueFull),
-		flowGaps:      sc.get(mFlowGaps),
-		parsed:        sc.get(mHTTPRequests),
-		reqGap:        sc.get(mHTTPReqGap),
-		reqBad:        sc.get(mHTTPReqBad),
-		reqTooLarge:   sc.get(mHTTPReqTooLarge),
-		replayReqs:    sc.get(mReplayRequests),
-		filtered:      sc.get(mReplayFiltered),
-		replayed:      sc.get(mReplayed),
-		dropped:       sc.get(mReplayDropped),
-		failed:        sc.get(mReplayFailed),
-		dropReasons:   sc.byLabel(mReplayDropped, "reason"),
-		failReasons:   sc.byLabel(mReplayFailed, "reason"),
-		pending:       sc.get(mReplayQueued) + sc.get(mReplayInflight),
+		outcomes:      sc.ByLabel(mCapturePackets, "outcome"),
+		flowQueueFull: sc.Get(mFlowQueueFull),
+		flowGaps:      sc.Get(mFlowGaps),
+		parsed:        sc.Get(mHTTPRequests),
+		reqGap:        sc.Get(mHTTPReqGap),
+		reqBad:        sc.Get(mHTTPReqBad),
+		reqTooLarge:   sc.Get(mHTTPReqTooLarge),
+		replayReqs:    sc.Get(mReplayRequests),
+		filtered:      sc.Get(mReplayFiltered),
+		replayed:      sc.Get(mReplayed),
+		dropped:       sc.Get(mReplayDropped),
+		failed:        sc.Get(mReplayFailed),
+		dropReasons:   sc.ByLabel(mReplayDropped, "reason"),
+		failReasons:   sc.ByLabel(mReplayFailed, "reason"),
+		pending:       sc.Get(mReplayQueued) + sc.Get(mReplayInflight),
 	}
 }
 
 // missingMetrics lists the metric names the benchmark needs that a scrape
 // lacks, so a renamed metric fails loudly instead of reading as zero.
-func missingMetrics(sc scrape) []string {
+func missingMetrics(sc testenv.Metrics) []string {
 	var out []string
 	for _, n := range []string{mCapturePackets, mFlowQueueFull, mHTTPRequests, mReplayRequests, mReplayed, mReplayDropped, mReplayFailed} {
-		if !sc.has(n) {
+		if !sc.Has(n) {
 			out = append(out, n)
 		}
 	}
@@ -97,7 +97,7 @@ func read(ctx context.Context, lab *testenv.Lab, r *receiver) (counters, error) 
 		return counters{}, err
 	}
 	if miss := missingMetrics(sc); len(miss) > 0 {
-		return counters{}, fmt.Errorf("shadowtap's /metrics lacks %s (has: %s)", strings.Join(miss, ", "), strings.Join(sc.names("shadowtap_"), " "))
+		return counters{}, fmt.Errorf("shadowtap's /metrics lacks %s (has: %s)", strings.Join(miss, ", "), strings.Join(sc.Names("shadowtap_"), " "))
 	}
 	c := countersFrom(sc)
 	if c.shadowtapCPU, err = r.cpu(); err != nil {

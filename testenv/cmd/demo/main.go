@@ -134,7 +134,7 @@ progress:
 		case <-tick.C:
 			m, _ := scrape.get()
 			fmt.Printf("progress: client sent %d requests | shadowtap parsed %.0f, replayed %.0f | shadow answered %d\n",
-				client.sent(), m.sum("shadowtap_http_requests"), m.sumPrefix("shadowtap_replay_replayed"), shadowStats.total())
+				client.sent(), m.Get("shadowtap_http_requests_total"), m.Get("shadowtap_replay_replayed_total"), shadowStats.total())
 		}
 	}
 	if ctx.Err() != nil {
@@ -357,19 +357,20 @@ func (b *browser) visit(ctx context.Context, c *http.Client, base string, rng *r
 	b.count++
 }
 
-func printSummary(b *browser, m metricSet, prod, shadow *statusLog) {
+func printSummary(b *browser, m testenv.Metrics, prod, shadow *statusLog) {
 	fmt.Println()
 	fmt.Println("==================== shadowtap demo summary ====================")
 	fmt.Printf("client requests to production      %8d (errors %d)\n", b.sent(), b.errs)
 	fmt.Printf("mirror packets seen by XDP         %8.0f (emitted %0.f, lost %0.f)\n",
-		m.sumPrefix("shadowtap_capture_packets_total"), m.get(`shadowtap_capture_packets_total{outcome="emit"}`), m.get(`shadowtap_capture_packets_total{outcome="lost_ringbuf"}`))
-	fmt.Printf("requests rebuilt by shadowtap      %8.0f\n", m.sum("shadowtap_http_requests"))
-	fmt.Printf("  replayed to the shadow           %8.0f\n", m.sumPrefix("shadowtap_replay_replayed"))
-	fmt.Printf("  filtered (method or path)        %8.0f\n", m.sumPrefix("shadowtap_replay_filtered"))
-	fmt.Printf("  sampled out                      %8.0f\n", m.sumPrefix("shadowtap_replay_sampled_out"))
-	fmt.Printf("  too large                        %8.0f\n", m.sumPrefix("shadowtap_replay_too_large"))
-	fmt.Printf("  dropped (queue full, rate)       %8.0f\n", m.sumPrefix("shadowtap_replay_dropped"))
-	fmt.Printf("  failed (connect, timeout)        %8.0f\n", m.sumPrefix("shadowtap_replay_failed"))
+		m.Get("shadowtap_capture_packets_total"), m.Get("shadowtap_capture_packets_total", "outcome", "emit"), m.Get("shadowtap_capture_packets_total", "outcome", "lost_ringbuf"))
+	const filtered = "shadowtap_replay_filtered_total"
+	fmt.Printf("requests rebuilt by shadowtap      %8.0f\n", m.Get("shadowtap_http_requests_total"))
+	fmt.Printf("  replayed to the shadow           %8.0f\n", m.Get("shadowtap_replay_replayed_total"))
+	fmt.Printf("  filtered (method or path)        %8.0f\n", m.Get(filtered, "reason", "method")+m.Get(filtered, "reason", "path"))
+	fmt.Printf("  sampled out                      %8.0f\n", m.Get(filtered, "reason", "sampled_out"))
+	fmt.Printf("  too large                        %8.0f\n", m.Get(filtered, "reason", "too_large"))
+	fmt.Printf("  dropped (queue full, rate)       %8.0f\n", m.Get("shadowtap_replay_dropped_total"))
+	fmt.Printf("  failed (connect, timeout)        %8.0f\n", m.Get("shadowtap_replay_failed_total"))
 	fmt.Println()
 	fmt.Printf("%-22s %-28s %-28s\n", "route", "production answered", "shadow answered")
 	routes := prod.routes()
@@ -388,50 +389,25 @@ func printSummary(b *browser, m metricSet, prod, shadow *statusLog) {
 	fmt.Println()
 	fmt.Println("shadowtap's own comparison (production's mirrored answer vs the shadow's):")
 	var pairs []string
-	for k, v := range m {
-		if !strings.HasPrefix(k, "shadowtap_replay_compare_total{") || v == 0 {
+	for _, c := range m {
+		if c.Name != "shadowtap_replay_compare_total" || c.Value == 0 {
 			continue
 		}
-		prodClass, shadowClass := label(k, "production"), label(k, "shadow")
+		prodClass, shadowClass := c.Labels["production"], c.Labels["shadow"]
 		mark := ""
 		if prodClass != shadowClass {
 			mark = "  <- differs"
 		}
-		pairs = append(pairs, fmt.Sprintf("  production %-5s shadow %-5s %8.0f%s", prodClass, shadowClass, v, mark))
+		pairs = append(pairs, fmt.Sprintf("  production %-5s shadow %-5s %8.0f%s", prodClass, shadowClass, c.Value, mark))
 	}
 	sort.Strings(pairs)
 	for _, p := range pairs {
 		fmt.Println(p)
 	}
 	fmt.Printf("  status differs %.0f times, body length differs %.0f times\n",
-		m.get(`shadowtap_replay_mismatch_total{kind="status",target="`+targetOf(m)+`"}`),
-		m.get(`shadowtap_replay_mismatch_total{kind="body_length",target="`+targetOf(m)+`"}`))
+		m.Get("shadowtap_replay_mismatch_total", "kind", "status"), m.Get("shadowtap_replay_mismatch_total", "kind", "body_length"))
 	fmt.Println()
 	fmt.Println("POST /login is not replayed: by default only GET, HEAD and OPTIONS reach the shadow.")
-}
-
-// label returns the value of label name in a series key such as
-// name{a="x",b="y"}.
-func label(key, name string) string {
-	i := strings.Index(key, name+`="`)
-	if i < 0 {
-		return ""
-	}
-	rest := key[i+len(name)+2:]
-	if j := strings.IndexByte(rest, '"'); j >= 0 {
-		return rest[:j]
-	}
-	return ""
-}
-
-// targetOf returns the target label of the replay metrics (the demo has one).
-func targetOf(m metricSet) string {
-	for k := range m {
-		if strings.HasPrefix(k, "shadowtap_replay_compare_total{") {
-			return label(k, "target")
-		}
-	}
-	return ""
 }
 
 func fmtCodes(c map[int]int) string {
@@ -472,58 +448,11 @@ func (s *scraper) ready() bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// metricSet maps "name{labels}" to its value.
-type metricSet map[string]float64
-
-func (s *scraper) get() (metricSet, error) {
+func (s *scraper) get() (testenv.Metrics, error) {
 	resp, err := s.client.Get(s.base + "/metrics")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	m := metricSet{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			m[line[:i]] = v
-		}
-	}
-	return m, sc.Err()
-}
-
-func (m metricSet) get(key string) float64 { return m[key] }
-
-// sum adds the series of one metric name (any labels), with or without _total.
-func (m metricSet) sum(name string) float64 {
-	var t float64
-	for k, v := range m {
-		base := k
-		if i := strings.IndexByte(k, '{'); i >= 0 {
-			base = k[:i]
-		}
-		if base == name || base == name+"_total" {
-			t += v
-		}
-	}
-	return t
-}
-
-// sumPrefix adds every series whose name starts with prefix.
-func (m metricSet) sumPrefix(prefix string) float64 {
-	var t float64
-	for k, v := range m {
-		if strings.HasPrefix(k, prefix) {
-			t += v
-		}
-	}
-	return t
+	return testenv.ParseMetrics(resp.Body)
 }
