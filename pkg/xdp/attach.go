@@ -148,7 +148,7 @@ func (p *Probe) attach(l netlink.Link) error {
 	generic := func() error {
 		lk, err := link.AttachXDP(link.XDPOptions{Program: p.objs.ShadowtapXdp, Interface: idx, Flags: link.XDPGenericMode})
 		if err != nil {
-			return fmt.Errorf("attach XDP to %s in generic mode: %w: use --capture socket instead", name, err)
+			return fmt.Errorf("attach XDP to %s in generic mode: %w: use %s instead", name, err, socketHint)
 		}
 		p.link = lk
 		return nil
@@ -178,6 +178,12 @@ func (p *Probe) attach(l netlink.Link) error {
 	}
 }
 
+// socketHint names the capture source that needs no XDP, and its cost
+// (BENCHMARKS.md, lab benchmark).
+const socketHint = "--capture socket (a UDP socket on the VXLAN port: no XDP needed, " +
+	"but every packet goes through the kernel's UDP stack: more CPU per packet, " +
+	"and about half of XDP's lossless rate in the lab benchmark)"
+
 // nativeError turns a failed native attach into an error that says what to
 // do: most often the driver's MTU limit for XDP.
 func nativeError(l netlink.Link, err error) error {
@@ -189,11 +195,11 @@ func nativeError(l netlink.Link, err error) error {
 		if driver == "ena" {
 			limit = fmt.Sprintf(" (ENA allows at most %d)", enaMaxXDPMTU)
 		}
-		return fmt.Errorf("attach XDP to %s in native mode: %w: MTU %d is probably too large for XDP on driver %s%s: lower the MTU (ip link set dev %s mtu %d), use --xdp-mode generic, or use --capture socket",
-			name, err, mtu, driver, limit, name, enaMaxXDPMTU)
+		return fmt.Errorf("attach XDP to %s in native mode: %w: MTU %d is probably too large for XDP on driver %s%s: lower the MTU (ip link set dev %s mtu %d), use --xdp-mode generic, or use %s",
+			name, err, mtu, driver, limit, name, enaMaxXDPMTU, socketHint)
 	}
-	return fmt.Errorf("attach XDP to %s in native mode: %w: driver %s may not support native XDP: use --xdp-mode generic or --capture socket",
-		name, err, driver)
+	return fmt.Errorf("attach XDP to %s in native mode: %w: driver %s may not support native XDP: use --xdp-mode generic or %s",
+		name, err, driver, socketHint)
 }
 
 // driverName is the kernel driver behind l ("ena", "mlx5_core"), or the link
