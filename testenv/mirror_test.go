@@ -332,12 +332,16 @@ func TestSetMirrorAndLinkStats(t *testing.T) {
 		{"on again", true, true},
 	}
 	for _, tt := range tests {
+		if err := l.SetMirror(ctx, tt.enabled); err != nil {
+			t.Fatalf("%s: SetMirror(%v): %v", tt.name, tt.enabled, err)
+		}
+		// Copies made before the switch (the kernel's own IPv6 neighbour
+		// and multicast traffic on a new link among them) may still be in
+		// flight: let them arrive before counting.
+		drain()
 		before, err := l.LinkStats(ctx, l.RecvNS, l.RecvIface)
 		if err != nil {
 			t.Fatal(err)
-		}
-		if err := l.SetMirror(ctx, tt.enabled); err != nil {
-			t.Fatalf("%s: SetMirror(%v): %v", tt.name, tt.enabled, err)
 		}
 		get()
 		n := drain()
