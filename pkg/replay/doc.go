@@ -7,6 +7,15 @@
 // the shadow's answers (status, bytes, time to first byte, total time) and
 // compares their status classes and body lengths with production's.
 //
+// # Timing
+//
+// Both histograms start when the worker begins sending the request (after it
+// left the queue). shadowtap_replay_ttfb_seconds ("time to first byte") ends
+// when the shadow's response head (status line and headers, after any 1xx
+// interim responses) has been read, which is when http.Client.Do returns;
+// shadowtap_replay_duration_seconds ends when the response body has been read
+// to its end. Both are observed for replayed requests only, not failed ones.
+//
 // The Sink methods never block the parser: where a target cannot keep up,
 // requests are dropped and counted.
 //

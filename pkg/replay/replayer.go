@@ -10,11 +10,9 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -133,7 +131,7 @@ func New(cfg Config, log *slog.Logger) (*Replayer, error) {
 		}, []string{"target"}),
 		ttfb: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "shadowtap_replay_ttfb_seconds",
-			Help:    "Time from sending a replayed request to the first byte of the shadow's response.",
+			Help:    "Time from sending a replayed request to the end of the shadow's response head (status line and headers read).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15),
 		}, []string{"target"}),
 	}
@@ -516,11 +514,7 @@ func (r *Replayer) replay(ctx context.Context, t *target, jb job) (release bool)
 	release = true
 	rctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	var firstByte atomic.Int64
 	start := time.Now()
-	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
-		GotFirstResponseByte: func() { firstByte.Store(int64(time.Since(start))) },
-	})
 	req, err := r.rw.build(rctx, t.url, t.basePath, ex, &bodies)
 	if err != nil {
 		r.fail(ctx, t, ex, failInvalid, err)
@@ -531,6 +525,11 @@ func (r *Replayer) replay(ctx context.Context, t *target, jb job) (release bool)
 		r.fail(ctx, t, ex, classifyErr(ctx, err), err)
 		return
 	}
+	// Do returns once the response head (status line and headers) has been
+	// read: that is the "time to first byte" measured, without the cost of
+	// an httptrace.ClientTrace per request. It includes the time to read the
+	// head, and any 1xx interim responses.
+	head := time.Since(start)
 	n, err := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if err != nil {
@@ -540,9 +539,7 @@ func (r *Replayer) replay(ctx context.Context, t *target, jb job) (release bool)
 	total := time.Since(start)
 	t.stats.replayed[ClassOf(resp.StatusCode)].Add(1)
 	t.latency.Observe(total.Seconds())
-	if fb := firstByte.Load(); fb > 0 {
-		t.ttfb.Observe(time.Duration(fb).Seconds())
-	}
+	t.ttfb.Observe(head.Seconds())
 	r.record(t, jb.j, shadowResult{status: resp.StatusCode, bytes: n})
 	return
 }

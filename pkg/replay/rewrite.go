@@ -94,17 +94,41 @@ func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, e
 		}
 	}
 
+	// Fewer allocations per request: every field value is a substring of
+	// one string, and every header's first value a one-element, full-cap
+	// slice of one backing array (a repeated header grows its own copy).
+	size := 0
+	for i := range req.Fields {
+		size += len(req.Fields[i].Value)
+	}
+	var sb strings.Builder
+	sb.Grow(size)
+	for i := range req.Fields {
+		sb.Write(req.Fields[i].Value)
+	}
+	all := sb.String()
+	vals := make([]string, 0, len(req.Fields)+5+len(rw.set))
+	one := func(v string) []string {
+		vals = append(vals, v)
+		return vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+
 	h := make(http.Header, len(req.Fields)+5)
-	conn := connectionTokens(req.Fields)
-	var xff []string
+	var connBuf [4]string
+	conn := connectionTokens(connBuf[:0], req.Fields)
+	var xffBuf [2]string
+	xff := xffBuf[:0]
+	off := 0
 	for i := range req.Fields {
 		f := &req.Fields[i]
-		name := textproto.CanonicalMIMEHeaderKey(string(f.Name))
+		value := all[off : off+len(f.Value)]
+		off += len(f.Value)
+		name := canonicalName(f.Name)
 		switch name {
 		case "Host", "Content-Length", "Expect":
 			continue // Host goes to req.Host; the body sets its length; the body is sent at once
 		case "X-Forwarded-For":
-			if v := strings.TrimSpace(string(f.Value)); v != "" {
+			if v := strings.TrimSpace(value); v != "" {
 				xff = append(xff, v)
 			}
 			continue
@@ -112,25 +136,29 @@ func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, e
 		if isHopByHop(name) || containsString(conn, name) {
 			continue
 		}
-		h[name] = append(h[name], string(f.Value))
+		if vs, ok := h[name]; ok {
+			h[name] = append(vs, value)
+		} else {
+			h[name] = one(value)
+		}
 	}
 	if ip := ex.Conn.Client.Addr(); ip.IsValid() {
 		xff = append(xff, ip.Unmap().WithZone("").String())
 	}
 	if len(xff) > 0 {
-		h["X-Forwarded-For"] = []string{strings.Join(xff, ", ")}
+		h["X-Forwarded-For"] = one(strings.Join(xff, ", "))
 	}
 	if _, ok := h["X-Forwarded-Proto"]; !ok {
-		h["X-Forwarded-Proto"] = []string{"http"}
+		h["X-Forwarded-Proto"] = one("http")
 	}
 	if _, ok := h["X-Forwarded-Port"]; !ok && ex.Conn.Server.Port() != 0 {
-		h["X-Forwarded-Port"] = []string{strconv.Itoa(int(ex.Conn.Server.Port()))}
+		h["X-Forwarded-Port"] = one(strconv.Itoa(int(ex.Conn.Server.Port())))
 	}
 	for _, kv := range rw.set {
-		h[kv.Name] = []string{kv.Value}
+		h[kv.Name] = one(kv.Value)
 	}
 	if rw.mark {
-		h[MarkerHeader] = []string{"1"}
+		h[MarkerHeader] = one("1")
 	}
 	for _, name := range rw.drop {
 		delete(h, name)
@@ -183,20 +211,62 @@ func (b *trackedBody) Close() error {
 	return nil
 }
 
-// connectionTokens returns the canonical header names listed in Connection.
-func connectionTokens(fields []httpx.Field) []string {
-	var out []string
+// connectionTokens appends to out the canonical header names listed in
+// Connection.
+func connectionTokens(out []string, fields []httpx.Field) []string {
 	for i := range fields {
 		if !bytes.EqualFold(fields[i].Name, []byte("Connection")) {
 			continue
 		}
-		for tok := range strings.SplitSeq(string(fields[i].Value), ",") {
-			if tok = strings.TrimSpace(tok); tok != "" {
-				out = append(out, textproto.CanonicalMIMEHeaderKey(tok))
+		v := fields[i].Value
+		for len(v) > 0 {
+			tok := v
+			if c := bytes.IndexByte(v, ','); c >= 0 {
+				tok, v = v[:c], v[c+1:]
+			} else {
+				v = nil
+			}
+			if tok = bytes.TrimSpace(tok); len(tok) > 0 {
+				out = append(out, canonicalName(tok))
 			}
 		}
 	}
 	return out
+}
+
+// knownNames maps common header names, as sent in canonical or lower case,
+// to their canonical form, so that canonicalName need not allocate for them.
+var knownNames = func() map[string]string {
+	names := [...]string{
+		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language",
+		"Authorization", "Cache-Control", "Connection", "Content-Encoding",
+		"Content-Length", "Content-Type", "Cookie", "Date", "Dnt", "Expect",
+		"Forwarded", "From", "Host", "If-Match", "If-Modified-Since",
+		"If-None-Match", "If-Range", "If-Unmodified-Since", "Keep-Alive",
+		"Origin", "Pragma", "Priority", "Proxy-Authorization", "Proxy-Connection",
+		"Range", "Referer", "Sec-Ch-Ua", "Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform",
+		"Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-User",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+		"Upgrade-Insecure-Requests", "User-Agent", "Via", "X-Correlation-Id",
+		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Port",
+		"X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id", "X-Requested-With",
+	}
+	m := make(map[string]string, 2*len(names))
+	for _, n := range names {
+		for _, k := range [...]string{n, strings.ToLower(n)} {
+			m[k] = textproto.CanonicalMIMEHeaderKey(k)
+		}
+	}
+	return m
+}()
+
+// canonicalName is textproto.CanonicalMIMEHeaderKey(string(name)), without
+// allocating for the common names.
+func canonicalName(name []byte) string {
+	if c, ok := knownNames[string(name)]; ok {
+		return c
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(name))
 }
 
 func containsString(list []string, s string) bool {
