@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"syscall"
@@ -16,7 +17,13 @@ import (
 // sensitive than ns/op to other load on the machine) count every goroutine,
 // the test server's included.
 func BenchmarkReplayRoundTrip(b *testing.B) {
-	body := make([]byte, 512)
+	for _, size := range []int{512, 32 << 10} {
+		b.Run(fmt.Sprintf("body=%d", size), func(b *testing.B) { benchReplay(b, size) })
+	}
+}
+
+func benchReplay(b *testing.B, size int) {
+	body := make([]byte, size)
 	// Pacing: the producer takes a token per request and the shadow gives it
 	// back once answered, so the queue never overflows and the producer
 	// blocks instead of spinning.
