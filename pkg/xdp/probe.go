@@ -48,16 +48,28 @@ func (p *Probe) pinnedMaps() map[string]*ebpf.Map {
 // is not used). Tests and benchmarks run the program with
 // Program().Run(&ebpf.RunOptions{Data: frame}) and read events with Run.
 func Load(cfg Config, log *slog.Logger) (*Probe, error) {
-	cfg, err := cfg.withDefaults()
+	cfg, log, err := prepare(cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	return load(cfg, log)
+}
+
+// prepare fills cfg's defaults and checks privileges: the start of both Load
+// and Attach.
+func prepare(cfg Config, log *slog.Logger) (Config, *slog.Logger, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return cfg, nil, err
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := checkPrivileges(); err != nil {
-		return nil, err
-	}
+	return cfg, log, checkPrivileges()
+}
+
+// load loads the program with a prepared cfg.
+func load(cfg Config, log *slog.Logger) (*Probe, error) {
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("raise RLIMIT_MEMLOCK for BPF maps: %w", err)
@@ -126,14 +138,8 @@ func (p *Probe) Program() *ebpf.Program { return p.objs.ShadowtapXdp }
 // maps under cfg.PinRoot/<iface>/. Every error is one line saying what to do.
 // Close detaches it.
 func Attach(cfg Config, log *slog.Logger) (*Probe, error) {
-	cfg, err := cfg.withDefaults()
+	cfg, log, err := prepare(cfg, log)
 	if err != nil {
-		return nil, err
-	}
-	if log == nil {
-		log = slog.Default()
-	}
-	if err := checkPrivileges(); err != nil {
 		return nil, err
 	}
 	iface, err := lookupIface(cfg.Iface)
@@ -147,7 +153,7 @@ func Attach(cfg Config, log *slog.Logger) (*Probe, error) {
 		return nil, err
 	}
 
-	p, err := Load(cfg, log)
+	p, err := load(cfg, log)
 	if err != nil {
 		return nil, err
 	}
