@@ -48,6 +48,10 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 		return err
 	}
 	defer p.close()
+	// The shards exist before anything can scrape their counters.
+	flowCtx, cancelFlow := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelFlow()
+	p.dispatch = flow.NewDispatcher(flowCtx, p.flowCfg, p.factory)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(p.collectors()...)
@@ -74,10 +78,6 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 			}
 		}()
 	}
-
-	flowCtx, cancelFlow := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelFlow()
-	p.dispatch = flow.NewDispatcher(flowCtx, p.flowCfg, p.factory)
 
 	ready.Store(true)
 	if opt.Systemd {
