@@ -3,7 +3,10 @@
 // may be repeated (method, path, consistent sampling, size), rewrites them for
 // the shadow fleet (Host kept, X-Forwarded-*, hop-by-hop headers removed,
 // marker header) and sends each to every configured target through a bounded
-// per-target queue and keep-alive connection pool, rate limited. It measures
+// per-target queue, rate limited. Each of a target's MaxInflight workers
+// drives its own keep-alive connection synchronously (no http.Client or
+// http.Transport): the request is written by (*http.Request).Write and the
+// response read by http.ReadResponse. It measures
 // the shadow's answers (status, bytes, time to first byte, total time) and
 // compares their status classes and body lengths with production's.
 //
@@ -12,7 +15,7 @@
 // Both histograms start when the worker begins sending the request (after it
 // left the queue). shadowtap_replay_ttfb_seconds ("time to first byte") ends
 // when the shadow's response head (status line and headers, after any 1xx
-// interim responses) has been read, which is when http.Client.Do returns;
+// interim responses, 101 excepted) has been read;
 // shadowtap_replay_duration_seconds ends when the response body has been read
 // to its end. Both are observed for replayed requests only, not failed ones.
 //

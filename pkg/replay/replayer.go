@@ -3,13 +3,13 @@ package replay
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -55,13 +55,14 @@ type Replayer struct {
 	ttfb    *prometheus.HistogramVec
 }
 
-// target is one shadow endpoint with its queue and connection pool.
+// target is one shadow endpoint with its queue. Each of its workers keeps
+// its own keep-alive connection to it (see conn).
 type target struct {
 	url       *url.URL
 	basePath  string // without trailing slash
 	name      string
-	transport *http.Transport
-	client    *http.Client
+	addr      string        // host:port to dial
+	tlsConfig *tls.Config   // nil: plain http
 	limiter   *rate.Limiter // nil: unlimited
 	queue     chan job
 	stats     *targetStats
@@ -149,35 +150,30 @@ func New(cfg Config, log *slog.Logger) (*Replayer, error) {
 
 func (r *Replayer) newTarget(u *url.URL) *target {
 	cfg := &r.cfg
-	tr := &http.Transport{
-		Proxy: nil, // straight to the shadow, whatever HTTP_PROXY says
-		DialContext: (&net.Dialer{
-			Timeout:   cfg.Timeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		MaxIdleConns:        cfg.MaxInflight,
-		MaxIdleConnsPerHost: cfg.MaxInflight,
-		MaxConnsPerHost:     cfg.MaxInflight,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: cfg.Timeout,
-		// Measure and forward the body as the shadow sent it, and do not
-		// add an Accept-Encoding the client never sent.
-		DisableCompression: true,
-	}
 	name := u.Redacted()
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
 	t := &target{
-		url:       u,
-		basePath:  strings.TrimSuffix(u.EscapedPath(), "/"),
-		name:      name,
-		transport: tr,
-		client: &http.Client{
-			Transport:     tr,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		queue:   make(chan job, cfg.Queue),
-		stats:   &targetStats{name: name},
-		latency: r.latency.WithLabelValues(name),
-		ttfb:    r.ttfb.WithLabelValues(name),
+		url:      u,
+		basePath: strings.TrimSuffix(u.EscapedPath(), "/"),
+		name:     name,
+		addr:     net.JoinHostPort(u.Hostname(), port),
+		queue:    make(chan job, cfg.Queue),
+		stats:    &targetStats{name: name},
+		latency:  r.latency.WithLabelValues(name),
+		ttfb:     r.ttfb.WithLabelValues(name),
+	}
+	if u.Scheme == "https" {
+		t.tlsConfig = &tls.Config{
+			ServerName:         u.Hostname(),
+			NextProtos:         []string{"http/1.1"},
+			ClientSessionCache: tls.NewLRUClientSessionCache(cfg.MaxInflight),
+		}
 	}
 	t.stats.queued = func() int { return len(t.queue) }
 	if cfg.MaxRPS > 0 {
@@ -412,10 +408,7 @@ func (r *Replayer) Run(ctx context.Context) error {
 	wg.Wait()
 	stop()
 	cancel()
-	for _, t := range r.targets {
-		t.transport.CloseIdleConnections()
-	}
-	close(r.done)
+	close(r.done) // each worker closed its connection as it exited
 	s := r.stats.Snapshot()
 	r.log.Info("replay stopped", "requests", s.Requests, "accepted", s.Accepted)
 	if err := ctx.Err(); err != nil {
@@ -485,69 +478,60 @@ func (r *Replayer) stopIntake() {
 }
 
 func (r *Replayer) worker(ctx context.Context, t *target) {
-	buf := make([]byte, drainBufSize)
+	c := newConn(r.cfg.Timeout, t)
+	defer c.close()
 	for jb := range t.queue {
 		t.stats.inflight.Add(1)
-		if r.replay(ctx, t, jb, buf) {
-			jb.ex.Release()
-		}
+		r.replay(ctx, t, c, jb)
+		jb.ex.Release()
 		t.stats.inflight.Add(-1)
 	}
 }
 
-// bodyCloseWait bounds the wait for net/http to let go of a request body
-// after the exchange ended; past it the exchange is left to the garbage
-// collector instead of going back to its pool.
-const bodyCloseWait = time.Second
-
-// replay sends one request to one target and counts its outcome. It
-// reports whether jb.ex may be released (nothing reads its buffers any more).
-func (r *Replayer) replay(ctx context.Context, t *target, jb job, buf []byte) (release bool) {
+// replay sends one request to one target over the worker's connection and
+// counts its outcome. Every request body it hands out is closed before it
+// returns, so jb.ex may be released then.
+func (r *Replayer) replay(ctx context.Context, t *target, c *conn, jb job) {
 	if ctx.Err() != nil {
 		t.stats.failed[failDrain].Add(1)
-		return true
+		return
 	}
 	ex := jb.ex
-	var bodies sync.WaitGroup
-	if len(ex.Req.Body) > 0 {
-		defer func() { release = bodiesClosed(&bodies) }()
-	}
-	release = true
-	rctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-	defer cancel()
 	start := time.Now()
-	req, err := r.rw.build(rctx, t.url, t.basePath, ex, &bodies)
+	var bodies sync.WaitGroup
+	req, err := r.rw.build(ctx, t.url, t.basePath, ex, &bodies)
 	if err != nil {
 		r.fail(ctx, t, ex, failInvalid, err)
 		return
 	}
-	resp, err := t.client.Do(req)
+	resp, err := c.roundTrip(ctx, req, start)
 	if err != nil {
 		r.fail(ctx, t, ex, classifyErr(ctx, err), err)
 		return
 	}
-	// Do returns once the response head (status line and headers) has been
-	// read: that is the "time to first byte" measured, without the cost of
-	// an httptrace.ClientTrace per request. It includes the time to read the
-	// head, and any 1xx interim responses.
+	// roundTrip returns once the final response head (status line and
+	// headers, after any 1xx interim responses) has been read: that is the
+	// "time to first byte" measured. It includes the time to read the head.
 	head := time.Since(start)
-	n, err := drain(resp.Body, buf)
-	resp.Body.Close()
+	n, err := drain(resp.Body, c.buf)
 	if err != nil {
+		// Not resp.Body.Close: it would read the rest from the connection.
+		c.close()
 		r.fail(ctx, t, ex, classifyErr(ctx, err), err)
 		return
 	}
+	resp.Body.Close() // at EOF: nothing left to read
 	total := time.Since(start)
+	c.done(resp)
 	t.stats.replayed[ClassOf(resp.StatusCode)].Add(1)
 	t.latency.Observe(total.Seconds())
 	t.ttfb.Observe(head.Seconds())
 	r.record(t, jb.j, shadowResult{status: resp.StatusCode, bytes: n})
-	return
 }
 
 // drainBufSize is each worker's buffer for reading response bodies: larger
-// than io.Discard's 8 KiB and the Transport's 4 KiB read buffer, so a large
-// body takes fewer read calls (net/http reads into it directly).
+// than the connection's 4 KiB read buffer, so a large body takes fewer read
+// calls (bufio reads into it directly).
 const drainBufSize = 32 << 10
 
 // drain reads body to its end into buf and returns the number of bytes
@@ -563,21 +547,6 @@ func drain(body io.Reader, buf []byte) (int64, error) {
 		if err != nil {
 			return n, err
 		}
-	}
-}
-
-// bodiesClosed waits, up to bodyCloseWait, for net/http to close every
-// request body it was given.
-func bodiesClosed(bodies *sync.WaitGroup) bool {
-	done := make(chan struct{})
-	go func() { bodies.Wait(); close(done) }()
-	timer := time.NewTimer(bodyCloseWait)
-	defer timer.Stop()
-	select {
-	case <-done:
-		return true
-	case <-timer.C:
-		return false
 	}
 }
 

@@ -59,10 +59,10 @@ func newRewriter(cfg *Config) rewriter {
 // request keeps the original method, path and query (as sent), Host and
 // headers, minus the hop-by-hop ones; see the package documentation.
 //
-// The body is a view of ex's buffers. net/http may still read it after Do
-// returns (RoundTrip closes it, possibly later, from another goroutine), so
-// every body handed out is counted in bodies until closed: wait on it before
-// ex is released to its pool.
+// The body is a view of ex's buffers: every body handed out is counted in
+// bodies until closed, and must be closed before ex is released to its pool.
+// The worker writes the request synchronously ((*http.Request).Write closes
+// the body) and closes it itself when the request is not written.
 func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, ex *httpx.Exchange, bodies *sync.WaitGroup) (*http.Request, error) {
 	req := &ex.Req
 	if !isToken(string(req.Method)) {
