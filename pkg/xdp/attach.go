@@ -182,7 +182,7 @@ func (p *Probe) attach(l netlink.Link) error {
 // (BENCHMARKS.md, lab benchmark).
 const socketHint = "--capture socket (a UDP socket on the VXLAN port: no XDP needed, " +
 	"but every packet goes through the kernel's UDP stack: more CPU per packet, " +
-	"and about half of XDP's lossless rate in the lab benchmark)"
+	"and about two thirds of XDP's lossless rate in the lab benchmark)"
 
 // nativeError turns a failed native attach into an error that says what to
 // do: most often the driver's MTU limit for XDP.
