@@ -213,8 +213,10 @@ func (p *Probe) Close() error {
 				errs = append(errs, fmt.Errorf("remove pin: %w", err))
 			}
 		}
-		// Only removes the directory when nothing else is in it.
+		// Only removes the directories when nothing else is in them: the
+		// interface's, then the pin root (other interfaces may use it).
 		_ = os.Remove(p.pinDir)
+		_ = os.Remove(filepath.Dir(p.pinDir))
 		p.pinDir = ""
 	}
 	if err := p.objs.Close(); err != nil {
