@@ -4,6 +4,8 @@ PREFIX  ?= /usr/local
 BIN     := bin/shadowtap
 FUZZTIME ?= 10s
 LAB     ?= shadowtap-lab
+# sudo's secure_path usually lacks Go's directory.
+export PATH := $(PATH):/usr/local/go/bin
 
 .PHONY: all build generate check-generated test fuzz bench bench-bpf demo install lab-up lab-down clean
 

@@ -7,4 +7,13 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "demo: run as root (sudo make demo)" >&2
 	exit 1
 fi
+export PATH="$PATH:/usr/local/go/bin"
+# The lab needs ip and tc (iproute2), ethtool and nsenter (util-linux).
+for c in ip tc ethtool nsenter; do
+	if ! command -v "$c" >/dev/null; then
+		echo "demo: $c is missing; installing iproute2, ethtool and util-linux" >&2
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 ethtool util-linux >/dev/null
+		break
+	fi
+done
 exec go run ./testenv/cmd/demo --bin bin/shadowtap "$@"

@@ -20,6 +20,7 @@ if [ $# -eq 0 ]; then
 	awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2
 	exit 2
 fi
+export PATH="$PATH:/usr/local/go/bin"
 # Build once into a cache so repeated calls are quick and work under sudo.
 bin="${LAB_BIN:-${TMPDIR:-/tmp}/shadowtap-lab-$(id -u)}"
 go build -o "$bin" ./testenv/cmd/lab
