@@ -364,17 +364,7 @@ func (m *matcher) check(line []byte, i int) int {
 		}
 		m.n++
 	case 2: // HTTP/1.x
-		if m.n < 7 {
-			if c != "HTTP/1."[m.n] {
-				return mFail
-			}
-			m.n++
-			return mMore
-		}
-		if c < '0' || c > '9' {
-			return mFail
-		}
-		m.phase = 3
+		return m.version(c, 3)
 	case 3:
 		switch c {
 		case '\r':
@@ -393,20 +383,28 @@ func (m *matcher) check(line []byte, i int) int {
 	return mMore
 }
 
+// version matches c against "HTTP/1.x" (x a digit), the protocol of a
+// request line and of a status line; after the digit the matcher moves to
+// phase next.
+func (m *matcher) version(c byte, next uint8) int {
+	if m.n < 7 {
+		if c != "HTTP/1."[m.n] {
+			return mFail
+		}
+		m.n++
+		return mMore
+	}
+	if c < '0' || c > '9' {
+		return mFail
+	}
+	m.phase = next
+	return mMore
+}
+
 func (m *matcher) checkStatus(c byte) int {
 	switch m.phase {
 	case 0: // HTTP/1.x
-		if m.n < 7 {
-			if c != "HTTP/1."[m.n] {
-				return mFail
-			}
-			m.n++
-			return mMore
-		}
-		if c < '0' || c > '9' {
-			return mFail
-		}
-		m.phase = 1
+		return m.version(c, 1)
 	case 1:
 		if c != ' ' {
 			return mFail
