@@ -7,7 +7,7 @@ LAB     ?= shadowtap-lab
 # sudo's secure_path usually lacks Go's directory.
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build generate check-generated test fuzz bench bench-bpf demo install uninstall lab-up lab-down clean
+.PHONY: all build generate check-generated test deps fuzz bench bench-bpf demo install uninstall lab-up lab-down clean
 
 all: build
 
@@ -22,12 +22,16 @@ generate:
 check-generated: generate
 	git diff --exit-code -- bpf/
 
-# The test command: unit tests, privileged lab tests (as root), a short fuzz run.
-test:
+# The test command: installs what the tests need when it is missing
+# (scripts/deps.sh), then unit tests, privileged lab tests (as root), a short fuzz run.
+test: deps
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz
+
+deps:
+	./scripts/deps.sh
 
 fuzz:
 	@set -e; grep -rHo '^func Fuzz[A-Za-z0-9_]*' --include='*_test.go' pkg testenv | \
