@@ -14,8 +14,8 @@ import (
 
 // CompareOptions say what is compared for one route.
 type CompareOptions struct {
-	// IgnoreHeaders are canonical header names never compared (the default
-	// noise list plus --ignore-header).
+	// IgnoreHeaders are header names never compared (the default noise
+	// list plus --ignore-header), matched case-insensitively.
 	IgnoreHeaders map[string]bool
 	// IgnoreJSONPaths are normalized JSON paths removed before comparing
 	// bodies (--ignore-json-path for this route or every route). Both
@@ -36,7 +36,7 @@ type CompareOptions struct {
 	// on a request for "/login" are the same. When empty, a missing Path
 	// differs from any given one.
 	Path string
-	// RedactHeaders are canonical header names whose values never appear
+	// RedactHeaders are header names (any case) whose values never appear
 	// in a Difference ("REDACTED" stands for a present value).
 	// Authorization, Proxy-Authorization and Cookie are always redacted;
 	// Set-Cookie is compared by the cookie kind, never as a header.
@@ -96,7 +96,24 @@ func secretHeader(name string, opt *CompareOptions) bool {
 	case "Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie":
 		return true
 	}
-	return opt.RedactHeaders[name]
+	return inSet(opt.RedactHeaders, name)
+}
+
+// inSet looks a canonical header name up in a set whose keys may be
+// spelled otherwise ("ETag" for Go's "Etag", "WWW-Authenticate").
+func inSet(set map[string]bool, name string) bool {
+	if len(set) == 0 {
+		return false
+	}
+	if v, ok := set[name]; ok {
+		return v
+	}
+	for k, v := range set {
+		if v && strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
 }
 
 func compareHeaders(ph, oh http.Header, opt *CompareOptions, out []Difference) []Difference {
@@ -112,7 +129,7 @@ func compareHeaders(ph, oh http.Header, opt *CompareOptions, out []Difference) [
 	slices.Sort(names)
 	for _, k := range names {
 		name := http.CanonicalHeaderKey(k)
-		if name == "Set-Cookie" || opt.IgnoreHeaders[name] {
+		if name == "Set-Cookie" || inSet(opt.IgnoreHeaders, name) {
 			continue
 		}
 		pvs, pok := ph[k]
