@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/andybalholm/brotli"
@@ -95,6 +96,11 @@ func encode(t testing.TB, b []byte, coding string) []byte {
 		t.Fatalf("encode %s: %v", coding, err)
 	}
 	return buf.Bytes()
+}
+
+func xgzip(r *Response) *Response {
+	r.Header.Set("Content-Encoding", "x-gzip")
+	return r
 }
 
 func defaultOptions() *CompareOptions {
@@ -238,6 +244,8 @@ func TestCompareBodies(t *testing.T) {
 		{name: "204 vs 200", prod: resp(204, ""), shadow: resp(200, "x"),
 			want: []Difference{{Kind: KindStatus, Field: "status", Production: "204", Shadow: "200"}}},
 		{name: "same bytes", prod: resp(200, "<html>hi</html>"), shadow: resp(200, "<html>hi</html>")},
+		{name: "chunked vs Content-Length", prod: resp(200, "<html>hi</html>", "Transfer-Encoding: chunked"), shadow: resp(200, "<html>hi</html>", "Content-Length: 15")},
+		{name: "x-gzip and identity named", prod: xgzip(encoded(t, 200, "abc", []string{"gzip"})), shadow: resp(200, "abc", "Content-Encoding: identity")},
 
 		// Differences.
 		{name: "JSON field changed", prod: resp(200, itemsJSON, jsonCT), shadow: resp(200, strings.Replace(itemsJSON, `"price":20`, `"price":21`, 1), jsonCT),
@@ -362,6 +370,39 @@ func TestCompareBodies(t *testing.T) {
 				t.Errorf("Compare = %+v, CompareDetailed = %+v", again, got)
 			}
 		})
+	}
+}
+
+// TestCompareConcurrent runs comparisons that share the pooled decoders and
+// scratch space from several goroutines (run it with -race).
+func TestCompareConcurrent(t *testing.T) {
+	body := strings.Repeat(itemsJSON, 1)
+	changed := strings.Replace(body, `"total":30`, `"total":31`, 1)
+	pairs := []struct {
+		prod, shadow *Response
+		want         string
+	}{
+		{encoded(t, 200, body, []string{"gzip"}), encoded(t, 200, changed, []string{"br"}), "[body $['total']]"},
+		{encoded(t, 200, body, []string{"zstd"}), encoded(t, 200, body, []string{"deflate"}), "[]"},
+		{encoded(t, 200, changed, []string{"deflate-raw"}), encoded(t, 200, body, []string{"zstd"}), "[body $['total']]"},
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				p := pairs[(g+i)%len(pairs)]
+				if got := fmt.Sprint(fields(Compare(p.prod, p.shadow, defaultOptions()))); got != p.want {
+					errs <- fmt.Sprintf("goroutine %d: got %s, want %s", g, got, p.want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -94,6 +95,12 @@ type jdoc struct {
 // parseJSON parses src, which must be valid JSON (json.Valid), into d.
 func (d *jdoc) parse(src []byte) {
 	d.src = src
+	// Every value but the root follows a comma, [ or {: a bound (commas
+	// in strings aside) that spares growing the arrays.
+	if n := bytes.Count(src, []byte{','}) + bytes.Count(src, []byte{'{'}) + bytes.Count(src, []byte{'['}) + 1; cap(d.nodes) < n {
+		d.nodes = make([]jnode, 0, n)
+		d.kids = make([]int32, 0, n)
+	}
 	d.nodes = d.nodes[:0]
 	d.kids = d.kids[:0]
 	d.keybuf = d.keybuf[:0]
@@ -447,14 +454,20 @@ type jsonDiffer struct {
 // diffJSON compares two valid JSON documents and appends the differences
 // (at most max; the count of those left out is returned).
 func diffJSON(a, b []byte, ignore []jsonPattern, max int, out []Difference) ([]Difference, int) {
-	var da, db jdoc
-	da.parse(a)
-	db.parse(b)
-	d := jsonDiffer{a: &da, b: &db, pats: ignore, max: max, base: len(out), diffs: out}
-	for i, p := range ignore {
+	for _, p := range ignore {
 		if len(p) == 0 {
 			return out, 0 // "$": the whole body is ignored
 		}
+	}
+	d, _ := jsonScratch.Get().(*jsonDiffer)
+	if d == nil {
+		d = &jsonDiffer{a: new(jdoc), b: new(jdoc)}
+	}
+	defer d.release()
+	d.a.parse(a)
+	d.b.parse(b)
+	d.pats, d.max, d.base, d.diffs, d.more = ignore, max, len(out), out, 0
+	for i := range ignore {
 		d.active = append(d.active, int32(i))
 	}
 	d.compare(0, 0, 0, len(d.active))
@@ -468,6 +481,25 @@ func diffJSON(a, b []byte, ignore []jsonPattern, max int, out []Difference) ([]D
 		}
 	}
 	return d.diffs, d.more
+}
+
+// jsonScratch keeps parsed-document arrays between comparisons (a cache:
+// see decoders).
+var jsonScratch sync.Pool
+
+// release clears d and gives it back to jsonScratch unless it grew large.
+func (d *jsonDiffer) release() {
+	if cap(d.a.nodes)+cap(d.b.nodes) > 1<<18 {
+		return
+	}
+	a, b := d.a, d.b
+	a.src, b.src = nil, nil
+	clear(d.path[:cap(d.path)]) // names point into the bodies
+	*d = jsonDiffer{a: a, b: b, active: d.active[:0], path: d.path[:0], na: d.na[:0], nb: d.nb[:0],
+		compactA: d.compactA, compactB: d.compactB}
+	d.compactA.Reset()
+	d.compactB.Reset()
+	jsonScratch.Put(d)
 }
 
 // descend computes the patterns still active below the child elem, given
