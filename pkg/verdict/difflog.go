@@ -13,8 +13,6 @@ import (
 	"time"
 )
 
-// Redacted replaces secret values in the diff log.
-const Redacted = "REDACTED"
 
 // Reasons a diff log line was not written (shadowtap_verdict_difflog_skipped_total).
 const (
