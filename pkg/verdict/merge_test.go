@@ -271,7 +271,9 @@ func TestMergeNoiseFieldsBounded(t *testing.T) {
 
 func TestMergeErrors(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
-	good := func() *Document { return docOf(t0, []obs{{target: "s", route: "GET /", at: t0, prod: time.Millisecond}}) }
+	good := func() *Document {
+		return docOf(t0, []obs{{target: "s", route: "GET /", at: t0, prod: time.Millisecond}})
+	}
 	otherBounds := good()
 	otherBounds.Routes[0].Latency.Production.Bounds = append([]float64(nil), otherBounds.Routes[0].Latency.Production.Bounds...)
 	otherBounds.Routes[0].Latency.Production.Bounds[3] = 0.004
