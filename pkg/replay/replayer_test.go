@@ -467,14 +467,14 @@ func TestCollectors(t *testing.T) {
 		}
 	}
 	for k, v := range map[key]float64{
-		{"shadowtap_replay_requests_total", ""}:                                          2,
-		{"shadowtap_replay_filtered_total", "reason=method"}:                             1,
-		{"shadowtap_replay_accepted_total", ""}:                                          1,
-		{"shadowtap_replay_replayed_total", "class=4xx,target=" + target}:                1,
-		{"shadowtap_replay_compare_held_bytes", ""}:                                      0,
-		{"shadowtap_replay_duration_seconds", "target=" + target}:                        1,
-		{"shadowtap_replay_ttfb_seconds", "target=" + target}:                            1,
-		{"shadowtap_replay_failed_total", "reason=connect,target=" + target}:             0,
+		{"shadowtap_replay_requests_total", ""}:                              2,
+		{"shadowtap_replay_filtered_total", "reason=method"}:                 1,
+		{"shadowtap_replay_accepted_total", ""}:                              1,
+		{"shadowtap_replay_replayed_total", "class=4xx,target=" + target}:    1,
+		{"shadowtap_replay_compare_held_bytes", ""}:                          0,
+		{"shadowtap_replay_duration_seconds", "target=" + target}:            1,
+		{"shadowtap_replay_ttfb_seconds", "target=" + target}:                1,
+		{"shadowtap_replay_failed_total", "reason=connect,target=" + target}: 0,
 	} {
 		if g, ok := got[k]; !ok || g != v {
 			t.Errorf("%s{%s} = %v (present %v), want %v", k.name, k.labels, g, ok, v)
