@@ -56,8 +56,24 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Host, "host", "", "override the Host header of replayed requests")
 	fs.BoolVar(&cfg.NoMarker, "no-marker", false, "do not add X-Shadowtap-Replay: 1 to replayed requests")
 
+	// Comparison with production (on whenever there are targets).
+	fs.StringVar(&cfg.Baseline, "baseline", "", "URL of a target running the old code: every replayed request also goes to it, and what differs between it and production is noise")
+	fs.DurationVar(&cfg.ReplayDelay, "replay-delay", 0, "hold each replay this long before sending it, so a read replica catches up with production's writes")
+	fs.StringArrayVar(&cfg.IgnoreHeaders, "ignore-header", nil, "response header never compared, added to the default noise list (repeatable)")
+	fs.StringArrayVar(&cfg.IgnoreJSONPaths, "ignore-json-path", nil, `JSON path removed before comparing bodies, PATH or "ROUTE=PATH" e.g. "GET /users/{id}=$.updated_at" (repeatable)`)
+	fs.StringArrayVar(&cfg.Routes, "route", nil, "route template tried before the automatic rules, e.g. /users/{id}/posts (repeatable)")
+	fs.IntVar(&cfg.MaxRoutes, "max-routes", cfg.MaxRoutes, `routes tracked; the rest are counted under "other"`)
+	fs.StringVar(&cfg.DiffLog, "diff-log", "", "JSONL file with one line per differing exchange (empty = off)")
+	fs.IntVar(&cfg.DiffLogExamples, "diff-log-examples", cfg.DiffLogExamples, "diff log lines per route and kind per minute")
+	fs.Int64Var(&cfg.DiffLogMaxBytes, "diff-log-max-bytes", cfg.DiffLogMaxBytes, "rotate the diff log beyond this size (one old file kept, FILE.1)")
+	fs.StringArrayVar(&cfg.RedactHeaders, "redact-header", nil, "header whose value is never written to the diff log, besides Authorization, Cookie and Set-Cookie (repeatable)")
+	fs.IntVar(&cfg.VerdictQueue, "verdict-queue", cfg.VerdictQueue, `exchanges waiting to be compared; beyond, counted uncompared "busy"`)
+	fs.Int64Var(&cfg.CompareBodyBytes, "compare-body-bytes", cfg.CompareBodyBytes, "body bytes kept per response for comparison; beyond, only length and hash are compared")
+	fs.Int64Var(&cfg.CompareBudget, "compare-budget", cfg.CompareBudget, `bytes of production and shadow bodies held for comparison across the process; beyond, exchanges are counted uncompared "budget"`)
+	fs.StringVar(&cfg.VerdictOut, "verdict-out", "", "write the /verdict JSON document to this file every --log-interval and at exit")
+
 	// Operations.
-	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics, /healthz and /readyz listen address (empty = off)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics, /verdict, /healthz and /readyz listen address (empty = off)")
 	fs.StringVar(&cfg.HealthAddr, "health-addr", "", "TCP listener for a load balancer health check, e.g. :8081 (empty = off)")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&cfg.LogInterval, "log-interval", cfg.LogInterval, "interval of the summary log line")

@@ -15,6 +15,12 @@ const (
 	DefaultMaxInflight = 64
 	DefaultQueue       = 4096
 	DefaultTimeout     = 10 * time.Second
+	// DefaultCompareBodyBytes is the body bytes kept per response for the
+	// comparison (beyond, only the length and a hash of the whole body).
+	DefaultCompareBodyBytes = 1 << 20
+	// DefaultCompareBudget bounds the bytes of bodies held for comparison
+	// across the process.
+	DefaultCompareBudget = 256 << 20
 	// MarkerHeader is the header that tells the shadow a request is a replay.
 	MarkerHeader = "X-Shadowtap-Replay"
 )
@@ -47,6 +53,13 @@ type Config struct {
 	DropHeaders   []string         // removed from every replayed request
 	Host          string           // overrides the Host header when set
 	Marker        bool             // add X-Shadowtap-Replay: 1
+
+	// Comparison. With Verdict nil nothing is joined, kept or hashed.
+	Verdict          Verdict       // the comparison stage (*verdict.Engine)
+	CompareBodyBytes int64         // body bytes kept per response for comparison; default 1 MiB
+	CompareBudget    int64         // bytes of bodies held in replay for comparison, process-wide; default 256 MiB
+	Baseline         *url.URL      // a target running the old code: sent every replayed request, its answers marked Baseline
+	ReplayDelay      time.Duration // hold each request this long after it was dispatched before sending it
 }
 
 // DefaultConfig returns a Config with every default set, and no targets.
@@ -59,6 +72,9 @@ func DefaultConfig() Config {
 		Queue:         DefaultQueue,
 		Timeout:       DefaultTimeout,
 		Marker:        true,
+
+		CompareBodyBytes: DefaultCompareBodyBytes,
+		CompareBudget:    DefaultCompareBudget,
 	}
 }
 
@@ -176,6 +192,20 @@ func (c *Config) Validate() error {
 		}
 		seen[u.String()] = true
 	}
+	if c.Baseline != nil {
+		if err := validateTarget(c.Baseline); err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		if seen[c.Baseline.String()] {
+			return fmt.Errorf("baseline %q is also a target", c.Baseline.Redacted())
+		}
+	}
+	if c.CompareBodyBytes < 0 || c.CompareBudget < 0 {
+		return fmt.Errorf("compare body bytes %d, compare budget %d: want 0 (default) or more", c.CompareBodyBytes, c.CompareBudget)
+	}
+	if c.ReplayDelay < 0 {
+		return fmt.Errorf("replay delay %v: want 0 or more", c.ReplayDelay)
+	}
 	for _, m := range c.Methods {
 		if !isToken(m) {
 			return fmt.Errorf("method %q: not a valid HTTP method", m)
@@ -268,6 +298,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.CompareBodyBytes == 0 {
+		c.CompareBodyBytes = DefaultCompareBodyBytes
+	}
+	if c.CompareBudget == 0 {
+		c.CompareBudget = DefaultCompareBudget
 	}
 	return c
 }
