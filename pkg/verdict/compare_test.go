@@ -469,3 +469,42 @@ func BenchmarkCompareJSON(b *testing.B) {
 		Compare(prod, shadow, opt)
 	}
 }
+
+// The incident issue 8 describes: the new stack sets the session cookie
+// without Domain and with another lifetime, drops Cache-Control and changes
+// one JSON field; key order, compression, Date and the cookie's value do
+// not count.
+func ExampleCompare() {
+	prod := &Response{Status: 200, BodyComplete: true, Header: http.Header{
+		"Date":          {"Mon, 30 Nov 2026 08:00:00 GMT"},
+		"Cache-Control": {"private, max-age=0"},
+		"Content-Type":  {"application/json"},
+		"Set-Cookie":    {"sid=s3cr3t; Path=/; Domain=.example.com; Expires=Mon, 30 Nov 2026 10:00:00 GMT; HttpOnly"},
+	}, Body: []byte(`{"user":{"id":7,"name":"ann"},"roles":["admin"]}`)}
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	w.Write([]byte(`{"roles":["admin","beta"],"user":{"name":"ann","id":7.0}}`))
+	w.Close()
+	shadow := &Response{Status: 200, BodyComplete: true, Header: http.Header{
+		"Date":             {"Mon, 30 Nov 2026 08:00:01 GMT"},
+		"Content-Type":     {"application/json"},
+		"Content-Encoding": {"gzip"},
+		"Set-Cookie":       {"sid=0th3r; Path=/; Max-Age=86400; HttpOnly"},
+	}, Body: gz.Bytes()}
+	opt := &CompareOptions{IgnoreHeaders: map[string]bool{}, Host: "example.com", Method: "GET", Path: "/account"}
+	for _, h := range DefaultIgnoredHeaders() {
+		opt.IgnoreHeaders[h] = true
+	}
+	for _, d := range Compare(prod, shadow, opt) {
+		fmt.Printf("%s %s: %q vs %q\n  %s\n", d.Kind, d.Field, d.Production, d.Shadow, d.Explanation)
+	}
+	// Output:
+	// header Cache-Control: "private, max-age=0" vs ""
+	//   caching differs: browsers and CDNs keep the answer for another time, or not at all
+	// cookie sid; Domain: "Domain=.example.com" vs ""
+	//   production sets sid with Domain=.example.com, the shadow without Domain: a browser that holds both keeps two cookies named sid
+	// cookie sid; Max-Age: "Expires=Mon, 30 Nov 2026 10:00:00 GMT (7200 s after Date)" vs "Max-Age=86400"
+	//   production keeps sid for 2h0m0s, the shadow for 24h0m0s: it expires at another time
+	// body $['roles'][1]: "" vs "\"beta\""
+	//   only in the shadow's array (longer: 2 vs 1 elements)
+}
