@@ -328,6 +328,8 @@ func TestCompareBodies(t *testing.T) {
 		tc{name: "unknown coding", prod: resp(200, "abc", "Content-Encoding: compress"), shadow: resp(200, "abd"), unverified: UnverifiedEncoding},
 		tc{name: "corrupt gzip", prod: resp(200, "not gzip", "Content-Encoding: gzip"), shadow: resp(200, "not gzip!", "Content-Encoding: gzip"), unverified: UnverifiedEncoding},
 		tc{name: "same undecodable bytes", prod: resp(200, "not gzip", "Content-Encoding: gzip"), shadow: resp(200, "not gzip", "Content-Encoding: gzip")},
+		tc{name: "JSON with too many values", prod: resp(200, "["+strings.Repeat("0,", maxJSONValues)+"0]"), shadow: resp(200, "["+strings.Repeat("0,", maxJSONValues)+"1]"),
+			unverified: UnverifiedTooLarge},
 		tc{name: "zip bomb", prod: encoded(t, 200, strings.Repeat("\x00", 2<<20), []string{"gzip"}), shadow: encoded(t, 200, "small", []string{"gzip"}),
 			opt: func(o *CompareOptions) { o.MaxDecodedBytes = 1 << 20 }, unverified: UnverifiedTooLarge},
 		tc{name: "zstd bomb", prod: encoded(t, 200, strings.Repeat("\x00", 2<<20), []string{"zstd"}), shadow: encoded(t, 200, "small", []string{"zstd"}),
