@@ -450,13 +450,13 @@ func TestDeepJSON(t *testing.T) {
 func BenchmarkCompareJSON(b *testing.B) {
 	var sb strings.Builder
 	sb.WriteString(`{"page":1,"items":[`)
-	for i := range 40 {
+	for i := range 48 {
 		if i > 0 {
 			sb.WriteString(",")
 		}
 		fmt.Fprintf(&sb, `{"id":%d,"name":"item %d","price":%d.99,"tags":["a","b"],"stock":{"n":%d,"ok":true}}`, i, i, i, i*3)
 	}
-	sb.WriteString(`],"total":40}`)
+	sb.WriteString(`],"total":48}`)
 	a := sb.String()
 	bb := strings.Replace(a, `"price":17.99`, `"price":18.99`, 1)
 	prod := resp(200, a, "Content-Type: application/json", "Cache-Control: no-store")
