@@ -46,7 +46,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringArrayVar(&cfg.IncludePaths, "include-path", nil, "replay only paths matching this regular expression (repeatable)")
 	fs.StringArrayVar(&cfg.ExcludePaths, "exclude-path", nil, "never replay paths matching this regular expression (repeatable)")
 	fs.Float64Var(&cfg.Sample, "sample", cfg.Sample, "percentage of sample keys replayed (consistent per key)")
-	fs.StringVar(&cfg.SampleKey, "sample-key", cfg.SampleKey, "sampling key: client-ip, header:NAME or cookie:NAME")
+	fs.StringVar(&cfg.SampleKey, "sample-key", cfg.SampleKey, "sampling key: xff (the last X-Forwarded-For address, else the peer), client-ip, header:NAME or cookie:NAME")
 	fs.Float64Var(&cfg.MaxRPS, "max-rps", 0, "per-target request rate limit (0 = none); excess is dropped and counted")
 	fs.IntVar(&cfg.MaxInflight, "max-inflight", cfg.MaxInflight, "per-target concurrent requests")
 	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "per-target queue length; a full queue drops and counts")

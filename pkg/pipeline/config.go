@@ -107,7 +107,7 @@ func Defaults() Config {
 		IdleTimeout:    2 * time.Minute,
 		Methods:        replay.DefaultMethods(),
 		Sample:         100,
-		SampleKey:      "client-ip",
+		SampleKey:      replay.DefaultSampleKey,
 		MaxInflight:    replay.DefaultMaxInflight,
 		Queue:          replay.DefaultQueue,
 		Timeout:        replay.DefaultTimeout,

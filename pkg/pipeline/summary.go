@@ -21,6 +21,15 @@ type ObserveSnapshot struct {
 	Requests, Responses, NoResponse uint64
 }
 
+// MetricHelp documents the observe-only counters (shadowtap_observe_*).
+func (ObserveSnapshot) MetricHelp() map[string]string {
+	return map[string]string{
+		"Requests":   "Requests parsed while observing only (no --target): nothing is replayed.",
+		"Responses":  "Production responses paired with a request while observing only.",
+		"NoResponse": "Requests that ended without production's response while observing only.",
+	}
+}
+
 func (o *observer) Request(*httpx.Exchange) { o.requests.Add(1) }
 
 func (o *observer) Response(ex *httpx.Exchange) {

@@ -44,7 +44,7 @@ type Config struct {
 	IncludePath   []*regexp.Regexp // if set, the path must match one of them
 	ExcludePath   []*regexp.Regexp // the path must match none of them
 	SamplePercent float64          // 0..100
-	SampleKey     string           // "client-ip" (default) | "header:NAME" | "cookie:NAME"
+	SampleKey     string           // "xff" (default) | "client-ip" | "header:NAME" | "cookie:NAME"
 	MaxRPS        float64          // per target; 0 = unlimited; burst = one second's worth (ceil(MaxRPS))
 	MaxInflight   int              // per target concurrent requests; default 64
 	Queue         int              // per target queue length; default 4096
@@ -67,7 +67,7 @@ func DefaultConfig() Config {
 	return Config{
 		Methods:       DefaultMethods(),
 		SamplePercent: 100,
-		SampleKey:     "client-ip",
+		SampleKey:     DefaultSampleKey,
 		MaxInflight:   DefaultMaxInflight,
 		Queue:         DefaultQueue,
 		Timeout:       DefaultTimeout,
@@ -85,7 +85,15 @@ const (
 	SampleClientIP SampleKind = iota // the mirrored connection's client address
 	SampleHeader                     // the first value of a request header
 	SampleCookie                     // the value of a cookie
+	// SampleXFF keys on the last address of X-Forwarded-For: the client
+	// as the load balancer in front of production (an ALB) saw it and
+	// appended it. Behind an ALB the TCP peer is one of a few ALB nodes, so
+	// the client address would key whole nodes in or out.
+	SampleXFF
 )
+
+// DefaultSampleKey is the sampling key without --sample-key.
+const DefaultSampleKey = "xff"
 
 // SampleKey is a parsed Config.SampleKey. When the header or cookie is
 // absent from a request, the client address is used instead.
@@ -100,20 +108,25 @@ func (k SampleKey) String() string {
 		return "header:" + k.Name
 	case SampleCookie:
 		return "cookie:" + k.Name
+	case SampleXFF:
+		return "xff"
 	default:
 		return "client-ip"
 	}
 }
 
-// ParseSampleKey parses "client-ip", "header:NAME" or "cookie:NAME"
-// (empty means client-ip).
+// ParseSampleKey parses "xff", "client-ip", "header:NAME" or "cookie:NAME"
+// (empty means DefaultSampleKey).
 func ParseSampleKey(s string) (SampleKey, error) {
-	if s == "" || s == "client-ip" {
+	switch s {
+	case "", "xff":
+		return SampleKey{Kind: SampleXFF}, nil
+	case "client-ip":
 		return SampleKey{Kind: SampleClientIP}, nil
 	}
 	kind, name, ok := strings.Cut(s, ":")
 	if !ok {
-		return SampleKey{}, fmt.Errorf("sample key %q: want client-ip, header:NAME or cookie:NAME", s)
+		return SampleKey{}, fmt.Errorf("sample key %q: want xff, client-ip, header:NAME or cookie:NAME", s)
 	}
 	name = strings.TrimSpace(name)
 	switch kind {
@@ -128,7 +141,7 @@ func ParseSampleKey(s string) (SampleKey, error) {
 		}
 		return SampleKey{Kind: SampleCookie, Name: name}, nil
 	}
-	return SampleKey{}, fmt.Errorf("sample key %q: want client-ip, header:NAME or cookie:NAME", s)
+	return SampleKey{}, fmt.Errorf("sample key %q: want xff, client-ip, header:NAME or cookie:NAME", s)
 }
 
 // ParseHeaderKV parses "Name: value" as given to --set-header.
@@ -275,7 +288,7 @@ func (c Config) withDefaults() Config {
 		c.Methods = DefaultMethods()
 	}
 	if c.SampleKey == "" {
-		c.SampleKey = "client-ip"
+		c.SampleKey = DefaultSampleKey
 	}
 	if c.MaxInflight == 0 {
 		c.MaxInflight = DefaultMaxInflight

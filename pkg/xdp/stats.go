@@ -49,7 +49,7 @@ func ReadPinnedStats(pinRoot, iface string) (event.Counters, error) {
 	if pinRoot == "" {
 		pinRoot = DefaultPinRoot
 	}
-	path := filepath.Join(pinRoot, iface, bpf.ShadowtapMapStats)
+	path := filepath.Join(pinRoot, iface, PinStats)
 	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
