@@ -19,6 +19,7 @@ import (
 
 	"github.com/shadowtap/shadowtap/pkg/capture"
 	"github.com/shadowtap/shadowtap/pkg/replay"
+	"github.com/shadowtap/shadowtap/pkg/verdict"
 )
 
 // Capture sources.
@@ -306,6 +307,13 @@ func (c *Config) validateCompare() error {
 		return fmt.Errorf("--compare-body-bytes %d: want at least 1", c.CompareBodyBytes)
 	case c.CompareBudget < c.CompareBodyBytes:
 		return fmt.Errorf("--compare-budget %d: want at least --compare-body-bytes (%d)", c.CompareBudget, c.CompareBodyBytes)
+	}
+	// The engine's own checks (--route templates, --ignore-json-path
+	// syntax), without opening the diff log.
+	vc := verdictConfig(*c)
+	vc.DiffLog = ""
+	if _, err := verdict.New(vc, nil); err != nil {
+		return err
 	}
 	return nil
 }
