@@ -19,6 +19,7 @@ import (
 
 	"github.com/shadowtap/shadowtap/pkg/capture"
 	"github.com/shadowtap/shadowtap/pkg/replay"
+	"github.com/shadowtap/shadowtap/pkg/verdict"
 )
 
 // Capture sources.
@@ -275,24 +276,6 @@ func (c *Config) validateCompare() error {
 			return fmt.Errorf("header name %q (--ignore-header, --redact-header): not a valid HTTP header name", h)
 		}
 	}
-	for _, p := range c.IgnoreJSONPaths {
-		path := p
-		if route, rest, ok := strings.Cut(p, "="); ok && !strings.HasPrefix(p, "$") {
-			method, tmpl, ok := strings.Cut(route, " ")
-			if !ok || !validHeaderName(method) || !strings.HasPrefix(tmpl, "/") {
-				return fmt.Errorf("--ignore-json-path %q: want PATH or ROUTE=PATH, ROUTE as \"GET /users/{id}\"", p)
-			}
-			path = rest
-		}
-		if !strings.HasPrefix(path, "$") {
-			return fmt.Errorf("--ignore-json-path %q: a JSON path starts with $, e.g. $.items[*].updated_at", p)
-		}
-	}
-	for _, r := range c.Routes {
-		if !strings.HasPrefix(r, "/") {
-			return fmt.Errorf("--route %q: want a path template such as /users/{id}/posts", r)
-		}
-	}
 	switch {
 	case c.MaxRoutes < 1:
 		return fmt.Errorf("--max-routes %d: want at least 1", c.MaxRoutes)
@@ -306,6 +289,14 @@ func (c *Config) validateCompare() error {
 		return fmt.Errorf("--compare-body-bytes %d: want at least 1", c.CompareBodyBytes)
 	case c.CompareBudget < c.CompareBodyBytes:
 		return fmt.Errorf("--compare-budget %d: want at least --compare-body-bytes (%d)", c.CompareBudget, c.CompareBodyBytes)
+	}
+	// The engine's own checks (--route templates: /path or METHOD /path;
+	// --ignore-json-path: $.path or ROUTE=$.path), without opening the
+	// diff log.
+	vc := verdictConfig(*c)
+	vc.DiffLog = ""
+	if _, err := verdict.New(vc, nil); err != nil {
+		return err
 	}
 	return nil
 }

@@ -114,7 +114,7 @@ func (r *Replayer) part(j *join) {
 		for _, t := range j.targets {
 			t.stats.uncompared.Add(1)
 			t.stats.awaiting.Add(-1)
-			v.Uncompared(t.name, UncomparedBudget)
+			r.uncompared(t, UncomparedBudget)
 		}
 	case len(j.x.Answers) > 0:
 		for _, t := range j.targets {
@@ -196,18 +196,17 @@ func headerOf(fields []httpx.Field) http.Header {
 // cannot hand over. jb.j nil means the request was dispatched while the join
 // table was full.
 func (r *Replayer) result(t *target, j *join, a verdict.Answer, uncompared string) {
-	v := r.cfg.Verdict
-	if v == nil {
+	if r.cfg.Verdict == nil {
 		return
 	}
 	switch {
 	case j == nil:
 		t.stats.uncompared.Add(1)
-		v.Uncompared(t.name, UncomparedUntracked)
+		r.uncompared(t, UncomparedUntracked)
 		return
 	case uncompared != "":
 		t.stats.uncompared.Add(1)
-		v.Uncompared(t.name, uncompared)
+		r.uncompared(t, uncompared)
 	default:
 		a.Target, a.Baseline = t.name, t.baseline
 		t.stats.awaiting.Add(1)
@@ -217,6 +216,15 @@ func (r *Replayer) result(t *target, j *join, a verdict.Answer, uncompared strin
 		j.mu.Unlock()
 	}
 	r.part(j)
+}
+
+// uncompared tells the comparison stage about an answer replay could not
+// hand over. The baseline's are counted in replay's stats only: the stage
+// reports targets compared with production, and the baseline is not one.
+func (r *Replayer) uncompared(t *target, reason string) {
+	if !t.baseline {
+		r.cfg.Verdict.Uncompared(t.name, reason)
+	}
 }
 
 // failAnswer is the answer of a target that did not answer.
