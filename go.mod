@@ -27,3 +27,9 @@ require (
 )
 
 tool github.com/cilium/ebpf/cmd/bpf2go
+
+// pkg/verdict: decoding Content-Encoding br and zstd to compare bodies.
+require (
+	github.com/andybalholm/brotli v1.3.0
+	github.com/klauspost/compress v1.20.1
+)

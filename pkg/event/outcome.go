@@ -2,7 +2,8 @@ package event
 
 // Outcome is the one counted result of a mirror packet at the capture stage.
 // Every packet that reaches a capture source ends in exactly one Outcome. The
-// order matches the fields of struct stats in bpf/shadowtap.h.
+// order matches the fields of struct stats in bpf/shadowtap.h, up to
+// LostRingbuf; LostSocket is the socket source's own.
 type Outcome uint8
 
 const (
@@ -15,12 +16,13 @@ const (
 	DropPort                     // TCP but neither port is served
 	Emit                         // event handed on
 	LostRingbuf                  // event could not be handed on (ring buffer or queue full)
+	LostSocket                   // socket source: the kernel dropped the datagram, its socket buffer was full
 	NumOutcomes
 )
 
 var outcomeNames = [NumOutcomes]string{
 	"pass_not_vxlan", "pass_vni", "pass_source", "drop_malformed", "drop_not_tcp",
-	"drop_fragment", "drop_port", "emit", "lost_ringbuf",
+	"drop_fragment", "drop_port", "emit", "lost_ringbuf", "lost_socket",
 }
 
 // String returns the counter name, as bpftool prints it.

@@ -43,12 +43,21 @@ func (s *fuzzSink) Response(ex *Exchange) {
 	if !bytes.Contains(s.in, p.Head) {
 		s.t.Fatalf("response head %q not in the input", p.Head)
 	}
+	if int64(len(p.Body)) > s.cfg.ResponseBodyKeep {
+		s.t.Fatalf("response body %d bytes kept, keep %d", len(p.Body), s.cfg.ResponseBodyKeep)
+	}
+	if p.BodyComplete && (int64(len(p.Body)) != p.BodyLen || p.BodyHash != HashAdd(HashInit, p.Body)) {
+		s.t.Fatalf("complete response body of %d bytes (BodyLen %d) with hash %x, want %x", len(p.Body), p.BodyLen, p.BodyHash, HashAdd(HashInit, p.Body))
+	}
+	if p.TooLarge && (p.BodyComplete || p.BodyHash != 0) {
+		s.t.Fatalf("TooLarge response with BodyComplete %v, hash %x", p.BodyComplete, p.BodyHash)
+	}
 }
 
 // fuzzFeed feeds data to dir in pieces whose sizes come from splits; a zero
 // split byte inserts a gap.
 func fuzzFeed(t *testing.T, dir event.Direction, prefix, data, splits []byte, mid bool) {
-	cfg := Config{MaxHeaderBytes: 512, MaxBodyBytes: 1024, MaxResyncBytes: 4096, KeepResponseBodies: true}
+	cfg := Config{MaxHeaderBytes: 512, MaxBodyBytes: 1024, MaxResyncBytes: 4096, ResponseBodyKeep: 100}
 	in := append(append([]byte(nil), prefix...), data...)
 	sink := &fuzzSink{t: t, in: in, cfg: cfg}
 	var st Stats

@@ -44,6 +44,7 @@ type half struct {
 	early    int     // first-line check: method bytes (request) or "HTTP/1." bytes matched (response); -1 done
 	remain   int64   // body or chunk bytes still to come
 	bodyLen  int64
+	bodyHash uint64 // FNV-1a 64 of the response body so far, when keeping
 	tooLarge bool
 	chunked  bool
 	cr       bool   // CR seen (chunk end, chunk-size line)
@@ -135,6 +136,7 @@ func (p *half) begin(ts uint64) {
 	}
 	p.st, p.head, p.nl, p.early, p.resume = stHead, false, 0, 0, 0
 	p.remain, p.bodyLen, p.tooLarge, p.chunked, p.cr = 0, 0, false, false, false
+	p.bodyHash = HashInit
 	p.last = ts
 }
 
@@ -506,8 +508,15 @@ func (p *half) appendBody(b []byte) {
 		p.b.body = p.b.body[:0]
 		return
 	}
-	if p.resp && !p.c.f.cfg.KeepResponseBodies {
-		return // measured, not kept
+	if p.resp {
+		keep := p.c.f.cfg.ResponseBodyKeep
+		if keep == 0 {
+			return // measured, not kept
+		}
+		p.bodyHash = HashAdd(p.bodyHash, b)
+		if room := keep - int64(len(p.b.body)); room < int64(len(b)) {
+			b = b[:max(room, 0)]
+		}
 	}
 	p.b.body = append(p.b.body, b...)
 }
@@ -617,6 +626,10 @@ func (p *half) complete(ts uint64) {
 	if p.resp {
 		r := &ex.resp
 		r.End, r.Body, r.BodyLen, r.TooLarge = ts, body, p.bodyLen, p.tooLarge
+		r.BodyComplete, r.BodyHash = false, 0
+		if keep := p.c.f.cfg.ResponseBodyKeep; keep > 0 && !p.tooLarge {
+			r.BodyComplete, r.BodyHash = p.bodyLen <= keep, p.bodyHash
+		}
 		if p.tooLarge {
 			p.c.f.stats.respTooLarge.Add(1)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -404,5 +405,23 @@ func TestRunNoAllocPerEvent(t *testing.T) {
 	c := counters(t, p)
 	if c.Outcomes[event.LostRingbuf] != 0 {
 		t.Errorf("lost_ringbuf %d: the 16 MiB ring should hold %d events", c.Outcomes[event.LostRingbuf], events)
+	}
+}
+
+// TestMapNamesSayWhose checks that every map the program loads carries the
+// shadowtap_ prefix, so `bpftool map list` on a busy host says whose it is.
+func TestMapNamesSayWhose(t *testing.T) {
+	p := loadTest(t, Config{Ports: []uint16{8080}})
+	for name, m := range map[string]*ebpf.Map{
+		"stats": p.objs.ShadowtapStats, "vnis": p.objs.ShadowtapVnis, "sources": p.objs.ShadowtapSrcs,
+		"ports": p.objs.ShadowtapPorts, "wake": p.objs.ShadowtapWake, "ring": p.objs.ShadowtapRing,
+	} {
+		info, err := m.Info()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !strings.HasPrefix(info.Name, "shadowtap_") {
+			t.Errorf("the %s map is named %q in the kernel, want a shadowtap_ prefix", name, info.Name)
+		}
 	}
 }

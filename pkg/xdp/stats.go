@@ -49,7 +49,7 @@ func ReadPinnedStats(pinRoot, iface string) (event.Counters, error) {
 	if pinRoot == "" {
 		pinRoot = DefaultPinRoot
 	}
-	path := filepath.Join(pinRoot, iface, bpf.ShadowtapMapStats)
+	path := filepath.Join(pinRoot, iface, PinStats)
 	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -69,7 +69,8 @@ func ReadPinnedStats(pinRoot, iface string) (event.Counters, error) {
 func FormatCounters(w io.Writer, c event.Counters) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "counter\tvalue\n")
-	for o := event.Outcome(0); o < event.NumOutcomes; o++ {
+	// The program's own outcomes: lost_socket belongs to the socket source.
+	for o := event.Outcome(0); o <= event.LostRingbuf; o++ {
 		fmt.Fprintf(tw, "%s\t%d\n", o, c.Outcomes[o])
 	}
 	fmt.Fprintf(tw, "truncated\t%d\n", c.Truncated)
