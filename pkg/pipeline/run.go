@@ -171,11 +171,13 @@ func build(cfg Config, log *slog.Logger) (*stages, error) {
 		if err != nil {
 			return nil, err
 		}
-		e, err := verdict.New(verdictConfig(cfg), log)
-		if err != nil {
-			return nil, fmt.Errorf("verdict: %w", err)
+		if !cfg.NoCompare {
+			e, err := verdict.New(verdictConfig(cfg), log)
+			if err != nil {
+				return nil, fmt.Errorf("verdict: %w", err)
+			}
+			p.engine, rc.Verdict = e, e
 		}
-		p.engine, rc.Verdict = e, e
 		r, err := replay.New(rc, log)
 		if err != nil {
 			return nil, err
@@ -301,7 +303,9 @@ func (p *stages) collectors() []prometheus.Collector {
 	}
 	if p.replayer != nil {
 		cs = append(cs, p.replayer.Collectors()...)
-		cs = append(cs, p.engine.Collectors()...)
+		if p.engine != nil {
+			cs = append(cs, p.engine.Collectors()...)
+		}
 	} else {
 		cs = append(cs, metrics.Stage("observe", func() any { return p.observer.snapshot() }))
 	}
