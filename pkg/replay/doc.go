@@ -38,6 +38,17 @@
 // The Sink methods never block the parser: where a target cannot keep up,
 // requests are dropped and counted.
 //
+// # Overload
+//
+// Before a request is queued, admission control (overload.go) may shed it:
+// once a target's queue passes half full, only a fraction of the sampled
+// key space is replayed — set from what the slowest target answers over
+// what arrives, steered to a quarter-full queue — so whole sessions (sample
+// keys) are shed rather than random requests, a session under way keeps
+// its decision, and the replay work stays within what the shadow takes.
+// Shed requests count as dropped "overload" on every target; the fraction
+// is the gauge shadowtap_replay_admitted_ratio.
+//
 // # Accounting
 //
 // Every exchange given to Request ends in exactly one outcome. Globally:
@@ -46,7 +57,7 @@
 //
 // Every accepted request is offered to every target, so for each target:
 //
-//	Accepted = Replayed (by status class) + Dropped (queue, rate, stopped)
+//	Accepted = Replayed (by status class) + Dropped (queue, rate, stopped, overload)
 //	         + Failed (connect, timeout, drain, invalid, error) + Queued + InFlight
 //
 // With a comparison stage, for each target:

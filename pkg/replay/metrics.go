@@ -9,7 +9,7 @@ import (
 // the bytes held for comparison, and per-target latency and TTFB histograms.
 // The comparison's own series come from pkg/verdict.
 func (r *Replayer) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{newStatsCollector(r), r.latency, r.ttfb}
+	return []prometheus.Collector{newStatsCollector(r), r.latency, r.ttfb, newAdmittedCollector(r.adm)}
 }
 
 type statsCollector struct {
@@ -29,7 +29,7 @@ func newStatsCollector(r *Replayer) *statsCollector {
 		filtered:     d("filtered_total", "Requests not replayed, by reason: method, path, sampled_out, too_large.", "reason"),
 		accepted:     d("accepted_total", "Requests that passed every filter and were offered to every target."),
 		replayed:     d("replayed_total", "Requests the target answered, by status class.", "target", "class"),
-		dropped:      d("dropped_total", "Requests not sent to the target, by reason: queue full, rate limit, stopped.", "target", "reason"),
+		dropped:      d("dropped_total", "Requests not sent to the target, by reason: queue full, rate limit, stopped, overload (whole sessions shed).", "target", "reason"),
 		failed:       d("failed_total", "Requests sent or attempted without an answer, by reason.", "target", "reason"),
 		queued:       d("queued", "Requests waiting in the target's queue.", "target"),
 		inflight:     d("inflight", "Requests being sent to the target.", "target"),
@@ -67,6 +67,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.dropped, t.DroppedQueue, t.Target, dropNames[dropQueue])
 		counter(c.dropped, t.DroppedRate, t.Target, dropNames[dropRate])
 		counter(c.dropped, t.DroppedStopped, t.Target, dropNames[dropStopped])
+		counter(c.dropped, t.DroppedOverload, t.Target, dropNames[dropOverload])
 		counter(c.failed, t.FailedConnect, t.Target, failNames[failConnect])
 		counter(c.failed, t.FailedTimeout, t.Target, failNames[failTimeout])
 		counter(c.failed, t.FailedDrain, t.Target, failNames[failDrain])

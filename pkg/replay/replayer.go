@@ -39,6 +39,7 @@ type Replayer struct {
 	stopped bool // guarded by intake: queues closed, no more sends
 
 	cmp compareState // with Config.Verdict only
+	adm *admission   // overload shedding (overload.go)
 
 	runMu      sync.Mutex
 	started    bool
@@ -126,6 +127,7 @@ func New(cfg Config, log *slog.Logger) (*Replayer, error) {
 		r.stats.targets = append(r.stats.targets, t.stats)
 	}
 	r.stats.comparing = cfg.Verdict != nil
+	r.adm = newAdmission(func() time.Time { return r.now() }, r.targetLoads)
 	return r, nil
 }
 
@@ -188,6 +190,9 @@ func (r *Replayer) Request(ex *httpx.Exchange) {
 		return
 	}
 	s.accepted.Add(1)
+	if !r.admitted(ex) {
+		return // shed by overload control, counted
+	}
 	r.dispatch(ex)
 }
 

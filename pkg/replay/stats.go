@@ -72,13 +72,14 @@ type targetStats struct {
 type dropReason uint8
 
 const (
-	dropQueue   dropReason = iota // the target's queue was full
-	dropRate                      // beyond MaxRPS
-	dropStopped                   // arrived after Drain stopped intake
+	dropQueue    dropReason = iota // the target's queue was full
+	dropRate                       // beyond MaxRPS
+	dropStopped                    // arrived after Drain stopped intake
+	dropOverload                   // its session was shed by overload control (overload.go)
 	numDrop
 )
 
-var dropNames = [numDrop]string{"queue", "rate", "stopped"}
+var dropNames = [numDrop]string{"queue", "rate", "stopped", "overload"}
 
 type failReason uint8
 
@@ -112,6 +113,7 @@ type TargetSnapshot struct {
 	// Replayed counts the shadow's answers by status class (index Class).
 	Replayed                                  [NumClasses]uint64
 	DroppedQueue, DroppedRate, DroppedStopped uint64
+	DroppedOverload                           uint64 // shed by overload control, whole sessions
 	FailedConnect, FailedTimeout, FailedDrain uint64
 	FailedInvalid, FailedError                uint64
 	Queued, InFlight                          uint64 // not yet ended
@@ -136,7 +138,7 @@ func (t TargetSnapshot) ReplayedTotal() uint64 {
 
 // Dropped is the number of requests not sent to the target.
 func (t TargetSnapshot) Dropped() uint64 {
-	return t.DroppedQueue + t.DroppedRate + t.DroppedStopped
+	return t.DroppedQueue + t.DroppedRate + t.DroppedStopped + t.DroppedOverload
 }
 
 // Failed is the number of requests sent or attempted without an answer.
@@ -190,6 +192,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		ts.DroppedQueue = t.dropped[dropQueue].Load()
 		ts.DroppedRate = t.dropped[dropRate].Load()
 		ts.DroppedStopped = t.dropped[dropStopped].Load()
+		ts.DroppedOverload = t.dropped[dropOverload].Load()
 		ts.FailedConnect = t.failed[failConnect].Load()
 		ts.FailedTimeout = t.failed[failTimeout].Load()
 		ts.FailedDrain = t.failed[failDrain].Load()
