@@ -21,8 +21,9 @@ import (
 // (the hash of --sample, so every receiver agrees) falls in the admitted
 // fraction of the sampled key space. The fraction is 1 until a target's
 // queue passes the high-water mark. From then on, every overloadInterval,
-// it is set to what the slowest target answered over the interval divided
-// by what arrived, corrected by the queue's distance to its target fill
+// it is set to what the slowest target answers divided by what arrives
+// (both rates smoothed over a few intervals), corrected by the queue's
+// distance to its target fill
 // (above it, less is admitted so the queue drains; below it, more, so the
 // fraction grows back as long as the shadow keeps up), and smoothed. It
 // returns to 1 (and control ends) once the fraction is back to 1 with the
@@ -41,14 +42,15 @@ const (
 	overloadLow      = 0.125  // queue fill below which it may end
 	overloadTarget   = 0.25   // queue fill control steers to
 	overloadGain     = 1.0    // admitted rate × (1 + gain × (target − fill))
-	overloadSmooth   = 0.5    // weight of the new estimate
+	overloadSmooth   = 0.5    // weight of the new fraction
+	overloadRateEWMA = 0.25   // weight of the last interval in the answer and arrival rates
 	overloadMin      = 0.0001 // the fraction never falls below this
 	overloadMaxGrow  = 1.25   // the fraction grows at most this much per interval
 
 	sessionSets = 1 << 14         // remembered sessions: 4-way sets by hash (1.5 MiB, allocated on the first overload)
 	sessionWays = 4               //
 	sessionIdle = 2 * time.Second // a session idle this long is decided anew
-	sessionBand = 0.1             // an admitted session stays admitted down to this much below its position
+	sessionBand = 0.15            // an admitted session stays admitted down to this much below its position
 )
 
 // targetLoad is one target's queue fill (0..1) and the requests that have
@@ -75,6 +77,8 @@ type admission struct {
 	lastTick    int64
 	lastOffered uint64
 	last, cur   []targetLoad
+	served      float64 // smoothed answer rate of the slowest target, /s
+	arrived     float64 // smoothed arrival rate, /s
 	lastSeen    int64 // last decision made with sessions remembered
 	sessions    []sessionSlot
 }
@@ -126,7 +130,12 @@ func (a *admission) tick(now int64) {
 			served = min(served, d/dt)
 		}
 		arrived := float64(offered-a.lastOffered) / dt
-		want := served * (1 + overloadGain*(overloadTarget-fill)) / arrived
+		if a.arrived == 0 { // first interval under control
+			a.served, a.arrived = served, arrived
+		}
+		a.served += overloadRateEWMA * (served - a.served)
+		a.arrived += overloadRateEWMA * (arrived - a.arrived)
+		want := a.served * (1 + overloadGain*(overloadTarget-fill)) / a.arrived
 		if fill < overloadTarget {
 			// The queue is short: the shadow is not what limits; a low
 			// answer count only means few were sent. Never less.
@@ -136,6 +145,7 @@ func (a *admission) tick(now int64) {
 		r = min(1, max(overloadMin, r+overloadSmooth*(want-r)))
 		if fill <= overloadLow && r > 0.99 {
 			r, a.controlling = 1, false
+			a.served, a.arrived = 0, 0
 		}
 		a.ratioBits.Store(math.Float64bits(r))
 	}

@@ -333,13 +333,15 @@ func (g *Generator) page(c *conn, seq uint64) {
 		"\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"+
 		"\r\nAccept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br"+
 		"\r\nX-Forwarded-Proto: https\r\nX-Forwarded-For: "...)
-	u := g.rng.IntN(g.cfg.Users)
+	u := g.cfg.UserBase + g.rng.IntN(g.cfg.Users)
+	xff := len(b)
 	b = append(b, "100."...)
 	b = strconv.AppendInt(b, int64(64+u>>16&63), 10)
 	b = append(b, '.')
 	b = strconv.AppendInt(b, int64(u>>8&255), 10)
 	b = append(b, '.')
 	b = strconv.AppendInt(b, int64(u&255), 10)
+	xffEnd := len(b)
 	b = append(b, "\r\nX-Amzn-Trace-Id: Root=1-"...)
 	b = strconv.AppendUint(b, 0x60000000+seq, 16)
 	b = append(b, "-0123456789abcdef01234567\r\n\r\n"...)
@@ -347,7 +349,7 @@ func (g *Generator) page(c *conn, seq uint64) {
 	g.sum.Requests++
 	if c.truth >= 0 {
 		t := &g.truth[c.truth]
-		t.Requests = append(t.Requests, Request{Method: "GET", Target: string(b[start+4 : tend])})
+		t.Requests = append(t.Requests, Request{Method: "GET", Target: string(b[start+4 : tend]), ForwardedFor: string(b[xff:xffEnd])})
 		t.ToServer = append(t.ToServer, b[start:]...)
 	}
 }

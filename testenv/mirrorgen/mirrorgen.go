@@ -129,6 +129,7 @@ type Config struct {
 	PipelineDepth int // requests per pipelined segment, default 3
 	PageBytes     int // whole response (head and body) of a Page exchange, default 4400: 4 segments at MSS 1448
 	Users         int // X-Forwarded-For clients of Page requests, default 4096
+	UserBase      int // the first of them (clients UserBase..UserBase+Users-1, 100.64.0.0/10)
 
 	// LeanAcks: the client sends no pure ACK for response data (its next
 	// request or its FIN acknowledges it) and the connection ends with the
@@ -201,6 +202,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Users <= 0 {
 		c.Users = 4096
+	}
+	if c.UserBase < 0 || c.UserBase+c.Users > 1<<22 {
+		return fmt.Errorf("mirrorgen: users %d..%d outside 100.64.0.0/10", c.UserBase, c.UserBase+c.Users-1)
 	}
 	if c.MSS == 0 {
 		c.MSS = DefaultMSS
@@ -279,6 +283,9 @@ type Request struct {
 	Method  string
 	Target  string
 	BodyLen int
+	// ForwardedFor is the X-Forwarded-For header of a Page request: the
+	// client a load balancer saw (the default sample key of replay).
+	ForwardedFor string
 }
 
 // Response is one generated response.

@@ -266,7 +266,8 @@ func TestShapes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			const conns = 20
-			g, err := New(Config{Conns: 4, TotalConns: conns, RequestsPerConn: tc.perConn, Mix: Mix{Page: 1}, LeanAcks: true, Truth: true})
+			g, err := New(Config{Conns: 4, TotalConns: conns, RequestsPerConn: tc.perConn, Mix: Mix{Page: 1}, LeanAcks: true, Truth: true,
+				Users: 10, UserBase: 70000})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -291,6 +292,16 @@ func TestShapes(t *testing.T) {
 				}
 				if respLen != 4400 {
 					t.Errorf("response of %d bytes, want 4400 (PageBytes)", respLen)
+				}
+				for _, r := range conv.Requests {
+					// Users 70000..70009: 100.(64+1).(17).(112..121).
+					a, err := netip.ParseAddr(r.ForwardedFor)
+					if err != nil || !bytes.Contains(conv.ToServer, []byte("X-Forwarded-For: "+r.ForwardedFor+"\r\n")) {
+						t.Fatalf("X-Forwarded-For %q: %v", r.ForwardedFor, err)
+					}
+					if b := a.As4(); b[0] != 100 || b[1] != 65 || b[2] != 17 || b[3] < 112 || b[3] > 121 {
+						t.Errorf("X-Forwarded-For %v outside users 70000..70009", a)
+					}
 				}
 			}
 		})
