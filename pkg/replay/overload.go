@@ -79,7 +79,7 @@ type admission struct {
 	last, cur   []targetLoad
 	served      float64 // smoothed answer rate of the slowest target, /s
 	arrived     float64 // smoothed arrival rate, /s
-	lastSeen    int64 // last decision made with sessions remembered
+	lastSeen    int64   // last decision made with sessions remembered
 	sessions    []sessionSlot
 }
 
