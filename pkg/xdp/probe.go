@@ -42,13 +42,6 @@ func (p *Probe) LastActive() time.Time {
 	return time.Time{}
 }
 
-// poll arms the next read deadline and records the reader as live.
-func (p *Probe) poll() {
-	now := time.Now()
-	p.beat.Store(now.UnixNano())
-	p.reader.SetDeadline(now.Add(PollInterval))
-}
-
 var _ event.Source = (*Probe)(nil)
 
 // Pin names under PinRoot/<iface>/: short, since the directory already says
@@ -268,48 +261,77 @@ func (p *Probe) Run(ctx context.Context, sink event.Batcher) error {
 	rec := ringbuf.Record{RawSample: make([]byte, 0, maxRecord)}
 	var h event.Header
 	var decodeErrs uint64
-	n := 0
-	p.poll()
+	// The reader never blocks in epoll_wait: a deadline in the past makes
+	// ReadInto drain what the ring holds and return, and the goroutine then
+	// sleeps on a Go timer. A thread blocked in a system call for
+	// milliseconds makes the Go runtime hand its P to another thread and
+	// keeps sysmon waking every 20 µs (issue 12: about a tenth of
+	// shadowtap's CPU with replay on); a sleeping goroutine costs neither.
+	// The ring (16 MiB) holds far more than a few milliseconds of traffic.
+	p.reader.SetDeadline(time.Unix(1, 0))
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	sleep := readerSleepMin
 	for {
-		err := p.reader.ReadInto(&rec)
+		p.beat.Store(time.Now().UnixNano())
+		n, err := p.drain(ctx, &rec, &h, sink, &decodeErrs)
+		sink.Flush()
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("read the XDP event ring buffer: %w", err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if n > 0 {
+			sleep = readerSleepMin
+		} else {
+			sleep = min(2*sleep, PollInterval)
+		}
+		timer.Reset(sleep)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+	}
+}
+
+// readerSleepMin is the reader's sleep after a poll that found events; it
+// doubles after each empty one, up to PollInterval.
+const readerSleepMin = 500 * time.Microsecond
+
+// drain hands every event the ring holds to sink and returns how many. It
+// stops early when ctx ends (checked every ctxCheckEvery events).
+func (p *Probe) drain(ctx context.Context, rec *ringbuf.Record, h *event.Header, sink event.Batcher, decodeErrs *uint64) (int, error) {
+	n := 0
+	for {
+		err := p.reader.ReadInto(rec)
 		switch {
 		case err == nil:
-			payload, derr := event.Decode(rec.RawSample, &h)
+			payload, derr := event.Decode(rec.RawSample, h)
 			if derr != nil {
 				// Cannot happen with the program in bpf/; say so once.
-				if decodeErrs == 0 {
+				if *decodeErrs == 0 {
 					p.log.Error("xdp: undecodable ring buffer record", "len", len(rec.RawSample), "err", derr)
 				}
-				decodeErrs++
+				*decodeErrs++
 				continue
 			}
-			sink.Segment(&h, payload)
+			sink.Segment(h, payload)
 			n++
-			if rec.Remaining == 0 {
-				sink.Flush()
+			if n%ctxCheckEvery == 0 {
 				if ctx.Err() != nil {
-					return nil
-				}
-				p.poll()
-			} else if n%ctxCheckEvery == 0 {
-				if ctx.Err() != nil {
-					sink.Flush()
-					return nil
+					return n, nil
 				}
 				p.beat.Store(time.Now().UnixNano())
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			sink.Flush()
-			if ctx.Err() != nil {
-				return nil
-			}
-			p.poll()
-		case errors.Is(err, os.ErrClosed):
-			sink.Flush()
-			return nil
+			return n, nil // the ring is empty
 		default:
-			sink.Flush()
-			return fmt.Errorf("read the XDP event ring buffer: %w", err)
+			return n, err
 		}
 	}
 }

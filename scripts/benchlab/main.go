@@ -468,7 +468,7 @@ func startPerf(ctx context.Context, dir string, pid int, name string, d time.Dur
 		return nil
 	}
 	out := filepath.Join(dir, strings.ReplaceAll(name, " ", "")+".perf.data")
-	cmd := exec.CommandContext(ctx, "perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(pid), "-o", out, "--", "sleep", fmt.Sprint(d.Seconds()))
+	cmd := exec.CommandContext(ctx, "perf", "record", "-F", "1999", "-g", "-p", strconv.Itoa(pid), "-o", out, "--", "sleep", fmt.Sprint(d.Seconds()))
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "benchlab: --perf-record:", err)
