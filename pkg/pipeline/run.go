@@ -54,6 +54,10 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 	flowCtx, cancelFlow := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelFlow()
 	p.dispatch = flow.NewDispatcher(flowCtx, p.flowCfg, p.factory)
+	if bl, ok := p.source.(interface{ Backlog() float64 }); ok && p.replayer != nil {
+		// Replay sheds sessions when capture falls behind (issue 12).
+		p.replayer.SetCapturePressure(bl.Backlog)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(p.collectors()...)

@@ -30,6 +30,11 @@ import (
 // queues below the low-water mark. A change of the fraction moves the
 // boundary between admitted and shed keys a little: nothing flaps.
 //
+// Capture comes first: when the capture source reports that it falls
+// behind (SetCapturePressure: the XDP ring buffer filling up because the
+// reader does not get the CPU), the fraction falls multiplicatively each
+// interval and does not grow again until capture has caught up.
+//
 // A session under way keeps its decision while it stays active (requests
 // less than sessionIdle apart): a shed session stays shed, so no session is
 // replayed from its middle; an admitted one stays admitted until the
@@ -46,6 +51,13 @@ const (
 	overloadRateEWMA = 0.25   // weight of the last interval in the answer and arrival rates
 	overloadMin      = 0.0001 // the fraction never falls below this
 	overloadMaxGrow  = 1.25   // the fraction grows at most this much per interval
+
+	// Capture pressure (SetCapturePressure): at or above pressureHigh the
+	// fraction is multiplied by pressureDecrease each interval; above
+	// pressureLow it does not grow.
+	pressureHigh     = 0.1
+	pressureLow      = 0.02
+	pressureDecrease = 0.7
 
 	sessionSets = 1 << 14         // remembered sessions: 4-way sets by hash (1.5 MiB, allocated on the first overload)
 	sessionWays = 4               //
@@ -64,8 +76,9 @@ type targetLoad struct {
 // the parser's shards; the controller runs in whichever call finds the
 // interval elapsed.
 type admission struct {
-	now   func() time.Time
-	probe func([]targetLoad) []targetLoad
+	now      func() time.Time
+	probe    func([]targetLoad) []targetLoad
+	pressure atomic.Pointer[func() float64] // capture backlog, 0..1; nil: none
 
 	ratioBits atomic.Uint64 // float64 bits of the admitted fraction
 	nextTick  atomic.Int64  // unix ns of the next control step
@@ -114,12 +127,21 @@ func (a *admission) tick(now int64) {
 	for _, l := range a.cur {
 		fill = max(fill, l.fill)
 	}
+	press := 0.0
+	if f := a.pressure.Load(); f != nil {
+		press = (*f)()
+	}
 	r := a.ratio()
-	if !a.controlling && fill >= overloadHigh {
+	if !a.controlling && (fill >= overloadHigh || press >= pressureHigh) {
 		a.controlling = true
 		a.active.Store(true)
 	}
-	if a.controlling && len(a.last) == len(a.cur) && dt > 0 && offered > a.lastOffered {
+	if press >= pressureHigh {
+		// Capture falls behind: replay work takes the CPU the reader
+		// needs. Shed more, whatever the shadow could take.
+		r = max(overloadMin, r*pressureDecrease)
+		a.ratioBits.Store(math.Float64bits(r))
+	} else if a.controlling && len(a.last) == len(a.cur) && dt > 0 && offered > a.lastOffered {
 		// The slowest target's answer rate, and what arrived.
 		served := math.Inf(1)
 		for i, l := range a.cur {
@@ -140,6 +162,9 @@ func (a *admission) tick(now int64) {
 			// The queue is short: the shadow is not what limits; a low
 			// answer count only means few were sent. Never less.
 			want = max(want, r)
+		}
+		if press > pressureLow {
+			want = min(want, r) // capture still lags: no growth
 		}
 		want = min(want, r*overloadMaxGrow)
 		r = min(1, max(overloadMin, r+overloadSmooth*(want-r)))
@@ -192,6 +217,12 @@ func (a *admission) admit(h uint64, threshold uint64) bool {
 	set[oldest] = sessionSlot{hash: h, seen: now, admitted: in}
 	return in
 }
+
+// SetCapturePressure gives overload control a measure of how far capture
+// lags (0..1, e.g. the ring buffer's fill): when it passes pressureHigh,
+// fewer sessions are replayed so the capture path gets the CPU back. The
+// pipeline sets it from the XDP reader's backlog.
+func (r *Replayer) SetCapturePressure(f func() float64) { r.adm.pressure.Store(&f) }
 
 // admitted is the hook in Request: it sheds an accepted request of a
 // session outside the admitted fraction, counting it dropped "overload" for

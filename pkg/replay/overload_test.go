@@ -316,3 +316,41 @@ func TestReplayerShedsOnOverload(t *testing.T) {
 		t.Errorf("%d users replayed whole, %d shed whole, %d cut: want both kinds and none cut", in, out, cut)
 	}
 }
+
+// TestAdmissionCapturePressure: when capture falls behind, the fraction
+// falls each interval whatever the shadow could take, does not grow while
+// capture still lags, and grows again once it has caught up.
+func TestAdmissionCapturePressure(t *testing.T) {
+	tests := []struct {
+		name     string
+		pressure []float64 // one per interval; the shadow answers all it gets
+		want     float64
+	}{
+		{"no pressure", []float64{0, 0.01, 0.05}, 1},
+		{"high pressure decreases each interval", []float64{0.5, 0.2, pressureHigh}, pressureDecrease * pressureDecrease * pressureDecrease},
+		{"moderate pressure holds", []float64{1, 0.05, 0.05, 0.05}, pressureDecrease},
+		{"grows once caught up", []float64{1, 0, 0}, pressureDecrease * (1 + overloadSmooth*(overloadMaxGrow-1)) * (1 + overloadSmooth*(overloadMaxGrow-1))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeAdmission()
+			var press float64
+			pf := func() float64 { return press }
+			f.pressure.Store(&pf)
+			f.interval(100, 100, 0)
+			for _, p := range tc.pressure {
+				press = p
+				admitted := 0
+				for i := range 100 {
+					if f.admit(uint64(i)*0x9e3779b97f4a7c15+uint64(f.clock.UnixNano()), sampleScale) {
+						admitted++
+					}
+				}
+				f.end(uint64(admitted), 0)
+			}
+			if got := f.ratio(); math.Abs(got-tc.want) > 0.01 {
+				t.Errorf("ratio %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
