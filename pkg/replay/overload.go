@@ -55,8 +55,8 @@ const (
 	// Capture pressure (SetCapturePressure): at or above pressureHigh the
 	// fraction is multiplied by pressureDecrease each interval; above
 	// pressureLow it does not grow.
-	pressureHigh     = 0.1
-	pressureLow      = 0.02
+	pressureHigh     = 0.5
+	pressureLow      = 0.25
 	pressureDecrease = 0.7
 
 	sessionSets = 1 << 14         // remembered sessions: 4-way sets by hash (1.5 MiB, allocated on the first overload)

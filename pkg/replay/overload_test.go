@@ -326,9 +326,9 @@ func TestAdmissionCapturePressure(t *testing.T) {
 		pressure []float64 // one per interval; the shadow answers all it gets
 		want     float64
 	}{
-		{"no pressure", []float64{0, 0.01, 0.05}, 1},
-		{"high pressure decreases each interval", []float64{0.5, 0.2, pressureHigh}, pressureDecrease * pressureDecrease * pressureDecrease},
-		{"moderate pressure holds", []float64{1, 0.05, 0.05, 0.05}, pressureDecrease},
+		{"no pressure", []float64{0, 0.1, pressureLow}, 1},
+		{"high pressure decreases each interval", []float64{1, 0.7, pressureHigh}, pressureDecrease * pressureDecrease * pressureDecrease},
+		{"moderate pressure holds", []float64{1, 0.3, 0.4, 0.3}, pressureDecrease},
 		{"grows once caught up", []float64{1, 0, 0}, pressureDecrease * (1 + overloadSmooth*(overloadMaxGrow-1)) * (1 + overloadSmooth*(overloadMaxGrow-1))},
 	}
 	for _, tc := range tests {
