@@ -227,3 +227,41 @@ func TestMinimalShadow(t *testing.T) {
 		t.Fatalf("chunked request: %v, want the connection closed", err)
 	}
 }
+
+// TestReport: the Markdown report pairs each end-to-end step with the
+// parse-only step of the same shape, mode and rate for the CPU per
+// replayed request, gives comparison on vs off, and lists overload steps.
+func TestReport(t *testing.T) {
+	step := func(variant string, rate float64, pkts uint64, cpu time.Duration, replayed float64, shed float64) stepResult {
+		s := stepResult{Shape: shapeKeepAlive, Mode: "xdp", Variant: variant, Requested: rate,
+			Gen: genResult{Summary: mirrorgen.Summary{Packets: pkts, RequestsSent: pkts / 5, Elapsed: time.Second}},
+			Emit: float64(pkts), Parsed: float64(pkts / 5), CPU: cpu, Replayed: replayed, Admitted: 1,
+			DropReasons: map[string]float64{}}
+		if shed > 0 {
+			s.Dropped, s.DropReasons["overload"], s.Admitted = shed, shed, 0.25
+		}
+		s.judge()
+		return s
+	}
+	runs := []runResult{
+		{Shape: shapeKeepAlive, Mode: "xdp", Variant: variantParse, Steps: []stepResult{
+			step(variantParse, 200e3, 200e3, time.Second, 0, 0), step(variantParse, 0, 400e3, 2*time.Second, 0, 0)}},
+		{Shape: shapeKeepAlive, Mode: "xdp", Variant: variantCompare, Steps: []stepResult{
+			step(variantCompare, 200e3, 200e3, 3*time.Second, 40e3, 0), step(variantCompare, 0, 400e3, 4*time.Second, 20e3, 60e3)}},
+		{Shape: shapeKeepAlive, Mode: "xdp", Variant: variantNoCompare, Steps: []stepResult{
+			step(variantNoCompare, 200e3, 200e3, 2*time.Second, 40e3, 0)}},
+	}
+	var b strings.Builder
+	printReport(&b, options{shadow: shadowMinimal}, machine{CPUs: 2}, nil, runs)
+	out := b.String()
+	for _, want := range []string{
+		"end to end at 200.0 k: 50.0 µs",               // (3 s - 1 s) / 40 k
+		"end to end, --no-compare at 200.0 k: 25.0 µs", // (2 s - 1 s) / 40 k
+		"highest lossless rate 200.0 k / 200.0 k pkt/s = 1.00",
+		"| xdp | end to end | max | 400.0 k | 0 | 0 | 0 | 80000 / 80000 | 25.0 % | 60000 | 0 | 0.25 |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}

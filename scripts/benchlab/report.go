@@ -117,6 +117,55 @@ func printReport(w io.Writer, o options, m machine, args []string, runs []runRes
 			}
 		}
 
+		// Issue 12's targets for this shape.
+		for _, mode := range slices.Sorted(maps.Keys(best)) {
+			if b, ok := best[mode][variantCompare]; ok {
+				verdict := "✘"
+				if b.Gen.PPS() >= 200e3 {
+					verdict = "✔"
+				}
+				p("\nEnd to end (%s, comparison on), every request answered up to %s pkt/s: target ≥ 200 k %s.", mode, kfmt(b.Gen.PPS()), verdict)
+			}
+		}
+		var cprs []string
+		for _, r := range runs {
+			if r.Shape != shape || r.Variant == variantParse {
+				continue
+			}
+			for _, st := range r.Steps {
+				if ps, ok := parse[st.Mode][st.Requested]; ok && st.answered() >= 99 {
+					if v, ok := cpuPerReplayed(st, ps); ok {
+						cprs = append(cprs, fmt.Sprintf("%s at %s: %.1f µs", variantText[r.Variant], rateName(st.Requested), v))
+					}
+				}
+			}
+		}
+		if len(cprs) > 0 {
+			p("\nCPU per replayed request (steps with at least 99 %% answered; target ≤ 10 µs): %s.\n", strings.Join(cprs, "; "))
+		}
+		// Overload: the steps where replay shed.
+		header := false
+		for _, r := range runs {
+			if r.Shape != shape {
+				continue
+			}
+			for _, st := range r.Steps {
+				shed := st.DropReasons["overload"]
+				if !st.endToEnd() || (shed == 0 && st.Requested != 0) {
+					continue
+				}
+				if !header {
+					p("\nOverload (issue 12: capture loses nothing, replay sheds whole sessions before queueing):\n\n")
+					p("| capture | variant | requested | achieved pkt/s | dropped on the link | lost at capture (ring/socket) | flow queue full | parsed / sent | answered | shed (overload) | dropped at a full queue | admitted at the end |\n")
+					p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+					header = true
+				}
+				p("| %s | %s | %s | %s | %.0f | %.0f | %.0f | %.0f / %d | %.1f %% | %.0f | %.0f | %.2f |\n",
+					st.Mode, variantText[st.Variant], rateName(st.Requested), kfmt(st.Gen.PPS()), st.lostAtCapture()-st.Lost, st.Lost,
+					st.FlowQueueFull, st.Parsed, st.Gen.RequestsSent, st.answered(), shed, st.DropReasons["queue"], st.Admitted)
+			}
+		}
+
 		p("\n| capture | variant | requested | achieved pkt/s | req/s | pkts/req | parsed / sent | answered | lost at capture | flow queue full | dropped | shadowtap cores | shadow cores | generator cores | other cores | µs CPU / replayed req | admitted | result |\n")
 		p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n")
 		for _, r := range runs {
