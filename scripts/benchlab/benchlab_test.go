@@ -234,7 +234,7 @@ func TestMinimalShadow(t *testing.T) {
 func TestReport(t *testing.T) {
 	step := func(variant string, rate float64, pkts uint64, cpu time.Duration, replayed float64, shed float64) stepResult {
 		s := stepResult{Shape: shapeKeepAlive, Mode: "xdp", Variant: variant, Requested: rate,
-			Gen: genResult{Summary: mirrorgen.Summary{Packets: pkts, RequestsSent: pkts / 5, Elapsed: time.Second}},
+			Gen:  genResult{Summary: mirrorgen.Summary{Packets: pkts, RequestsSent: pkts / 5, Elapsed: time.Second}},
 			Emit: float64(pkts), Parsed: float64(pkts / 5), CPU: cpu, Replayed: replayed, Admitted: 1,
 			DropReasons: map[string]float64{}}
 		if shed > 0 {
