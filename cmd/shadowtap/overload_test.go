@@ -63,7 +63,8 @@ func (s *slowShadow) users() map[string]int {
 // TestOverloadShedsSessions (issue 12): the shadow answers about 100
 // requests/s (2 connections, 20 ms an answer) while the mirror carries
 // about 550 keep-alive page views/s from load balancer users (X-Forwarded-
-// For, the default sample key). Capture and parsing lose nothing; replay
+// For, the default sample key). Capture and parsing lose nothing (every
+// frame emitted, every connection opened, every request parsed); replay
 // sheds before queueing, by whole sessions, counted dropped "overload"
 // (the queue never overflows), with the admitted fraction below 1; and once
 // control has settled (a first phase of other users), each user of the
@@ -103,8 +104,7 @@ func TestOverloadShedsSessions(t *testing.T) {
 	// settle, the second is checked.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var sent uint64
-	var frames uint64
+	var sent, frames, opened uint64
 	var phase2 []mirrorgen.Conversation
 	for phase, conns := range []int{120, 80} {
 		g, err := mirrorgen.New(mirrorgen.Config{
@@ -124,6 +124,7 @@ func TestOverloadShedsSessions(t *testing.T) {
 		}
 		sent += sum.RequestsSent
 		frames += sum.Packets
+		opened += sum.Conns
 		if phase == 1 {
 			phase2 = g.Truth()
 		}
@@ -143,6 +144,9 @@ func TestOverloadShedsSessions(t *testing.T) {
 	}
 	if got := m.Get("shadowtap_flow_queue_full_events_total"); got != 0 {
 		t.Errorf("shard queue full %v times", got)
+	}
+	if got := m.Get("shadowtap_flow_conns_opened_total"); got != float64(opened) {
+		t.Errorf("opened %v connections, the mirror carried %d", got, opened)
 	}
 	checkIdentity(t, m, float64(sent), target)
 
