@@ -36,9 +36,11 @@ import (
 // interval and does not grow again until capture has caught up.
 //
 // A session under way keeps its decision while it stays active (requests
-// less than sessionIdle apart): a shed session stays shed, so no session is
-// replayed from its middle; an admitted one stays admitted until the
-// fraction falls sessionBand below its position. Shed requests are counted
+// less than sessionIdle apart): a shed session stays shed (for shedHold at
+// most, so a key that never pauses is not kept out for ever), so no
+// session is replayed from its middle; an admitted one stays admitted
+// until the fraction falls sessionBand below its position. Sessions are
+// remembered only during control and for sessionIdle after it ends. Shed requests are counted
 // dropped "overload" for every target; the fraction is exported as
 // shadowtap_replay_admitted_ratio.
 const (
@@ -62,6 +64,7 @@ const (
 	sessionSets = 1 << 14         // remembered sessions: 4-way sets by hash (1.5 MiB, allocated on the first overload)
 	sessionWays = 4               //
 	sessionIdle = 2 * time.Second // a session idle this long is decided anew
+	shedHold    = 5 * time.Second // a shed session under way is decided anew after this long
 	sessionBand = 0.15            // an admitted session stays admitted down to this much below its position
 )
 
@@ -92,15 +95,15 @@ type admission struct {
 	last, cur   []targetLoad
 	served      float64 // smoothed answer rate of the slowest target, /s
 	arrived     float64 // smoothed arrival rate, /s
-	lastSeen    int64   // last decision made with sessions remembered
+	endedAt     int64   // unix ns when control last ended
 	sessions    []sessionSlot
 }
 
 // sessionSlot remembers one session's decision.
 type sessionSlot struct {
-	hash     uint64
-	seen     int64 // unix ns
-	admitted bool
+	hash          uint64
+	seen, decided int64 // unix ns: last request, last decision
+	admitted      bool
 }
 
 func newAdmission(now func() time.Time, probe func([]targetLoad) []targetLoad) *admission {
@@ -171,13 +174,16 @@ func (a *admission) tick(now int64) {
 		if fill <= overloadLow && r > 0.99 {
 			r, a.controlling = 1, false
 			a.served, a.arrived = 0, 0
+			a.endedAt = now
 		}
 		a.ratioBits.Store(math.Float64bits(r))
 	}
 	a.last = append(a.last[:0], a.cur...)
 	a.lastOffered, a.lastTick = offered, now
-	if !a.controlling && now-a.lastSeen > int64(sessionIdle) {
-		a.active.Store(false) // every remembered session is idle by now
+	if !a.controlling && a.active.Load() && now-a.endedAt > int64(sessionIdle) {
+		// Control ended a while ago: the sessions under way then have had
+		// the time to end; replay everything again.
+		a.active.Store(false)
 	}
 }
 
@@ -196,7 +202,6 @@ func (a *admission) admit(h uint64, threshold uint64) bool {
 	limit := r * float64(threshold)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.lastSeen = now
 	if a.sessions == nil {
 		a.sessions = make([]sessionSlot, sessionSets*sessionWays)
 	}
@@ -205,7 +210,13 @@ func (a *admission) admit(h uint64, threshold uint64) bool {
 	for i := range set {
 		s := &set[i]
 		if s.hash == h && s.seen != 0 && now-s.seen < int64(sessionIdle) {
-			s.admitted = s.admitted && pos < limit*(1+sessionBand)
+			switch {
+			case s.admitted && pos >= limit*(1+sessionBand):
+				s.admitted, s.decided = false, now
+			case !s.admitted && now-s.decided >= int64(shedHold):
+				// A key that never pauses is not kept out for ever.
+				s.admitted, s.decided = pos < limit, now
+			}
 			s.seen = now
 			return s.admitted
 		}
@@ -214,7 +225,7 @@ func (a *admission) admit(h uint64, threshold uint64) bool {
 		}
 	}
 	in := pos < limit
-	set[oldest] = sessionSlot{hash: h, seen: now, admitted: in}
+	set[oldest] = sessionSlot{hash: h, seen: now, decided: now, admitted: in}
 	return in
 }
 

@@ -216,6 +216,16 @@ func TestAdmissionSessionLifetime(t *testing.T) {
 	if f.admit(shed, sampleScale) {
 		t.Error("a shed session under way was admitted from its middle")
 	}
+	// Still active, a request a second: shed until shedHold has passed
+	// since its decision, then decided anew at the fraction.
+	for i := range int(shedHold/time.Second) + 1 {
+		f.clock = f.clock.Add(time.Second)
+		f.admit(kept, sampleScale)
+		if got, want := f.admit(shed, sampleScale), i+1 >= int(shedHold/time.Second); got != want {
+			t.Fatalf("%d s after its decision, a shed session under way admitted %v, want %v (fraction %.3f)", i+1, got, want, f.ratio())
+		}
+	}
+	// Idle, a session is decided anew at once.
 	f.clock = f.clock.Add(sessionIdle)
 	if !f.admit(shed, sampleScale) {
 		t.Errorf("an idle session at %.3f was not decided anew at the current fraction %.3f", float64(shed%sampleScale)/sampleScale, f.ratio())
@@ -236,7 +246,8 @@ func TestAdmissionSessionLifetime(t *testing.T) {
 // high-water mark whole sessions are shed before queueing, counted dropped
 // "overload" on every target; the queues never overflow; the gauge settles
 // near the shadow's share; the accounting adds up; and once control has
-// converged, every user is replayed whole or shed whole.
+// converged (and before shed users are decided anew, shedHold after the
+// first decisions), every user is replayed whole or shed whole.
 func TestReplayerShedsOnOverload(t *testing.T) {
 	rec := newRecorder(t, nil)
 	cfg := testConfig(mustURL(t, rec.URL), mustURL(t, rec.URL+"/second"))
@@ -270,8 +281,8 @@ func TestReplayerShedsOnOverload(t *testing.T) {
 		if out && shedding.IsZero() {
 			shedding = clock
 		}
-		if shedding.IsZero() || clock.Sub(shedding) < 2*time.Second {
-			continue // control converging
+		if shedding.IsZero() || clock.Sub(shedding) < 2*time.Second || clock.Sub(shedding) >= shedHold {
+			continue // control converging, or shed users decided anew
 		}
 		o := sessions[user]
 		if o == nil {
@@ -352,5 +363,39 @@ func TestAdmissionCapturePressure(t *testing.T) {
 				t.Errorf("ratio %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestAdmissionForgetsAfterControl: once control has ended (the shadow
+// keeps up, the fraction is back to 1), sessions are remembered for
+// sessionIdle more, so the short ones end whole; then every request is
+// admitted again, even of a session shed before that never paused.
+func TestAdmissionForgetsAfterControl(t *testing.T) {
+	f := overloaded(0.3)
+	var shed uint64
+	for k := 0; shed == 0; k++ {
+		if h := keyHash(k); float64(h%sampleScale)/sampleScale > 0.6 {
+			shed = h
+		}
+	}
+	if f.admit(shed, sampleScale) {
+		t.Fatal("a key above the fraction was admitted")
+	}
+	var ended time.Time
+	for i := 0; ended.IsZero() || f.clock.Sub(ended) < sessionIdle+overloadInterval; i++ {
+		if i > 200 {
+			t.Fatalf("control did not end: ratio %v", f.ratio())
+		}
+		got := f.admit(shed, sampleScale)
+		if !ended.IsZero() && f.clock.Sub(ended) < sessionIdle && got {
+			t.Fatalf("%v after control ended, a session shed under way was admitted", f.clock.Sub(ended))
+		}
+		f.interval(99, 100, 0) // the shadow answers all
+		if ended.IsZero() && !f.controlling {
+			ended = f.clock
+		}
+	}
+	if !f.admit(shed, sampleScale) {
+		t.Errorf("%v after control ended, a session is still shed", f.clock.Sub(ended))
 	}
 }
