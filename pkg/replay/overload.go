@@ -44,12 +44,13 @@ import (
 // dropped "overload" for every target; the fraction is exported as
 // shadowtap_replay_admitted_ratio.
 const (
-	overloadInterval = 50 * time.Millisecond
+	overloadInterval = 25 * time.Millisecond
 	overloadHigh     = 0.5    // queue fill at which control starts
 	overloadLow      = 0.125  // queue fill below which it may end
 	overloadTarget   = 0.25   // queue fill control steers to
 	overloadGain     = 1.0    // admitted rate × (1 + gain × (target − fill))
 	overloadSmooth   = 0.5    // weight of the new fraction
+	overloadUrgent   = 0.75   // queue fill above which the new fraction applies at once, unsmoothed
 	overloadRateEWMA = 0.25   // weight of the last interval in the answer and arrival rates
 	overloadMin      = 0.0001 // the fraction never falls below this
 	overloadMaxGrow  = 1.25   // the fraction grows at most this much per interval
@@ -170,7 +171,11 @@ func (a *admission) tick(now int64) {
 			want = min(want, r) // capture still lags: no growth
 		}
 		want = min(want, r*overloadMaxGrow)
-		r = min(1, max(overloadMin, r+overloadSmooth*(want-r)))
+		w := overloadSmooth
+		if fill >= overloadUrgent && want < r {
+			w = 1 // the queue is about to overflow: no time to smooth
+		}
+		r = min(1, max(overloadMin, r+w*(want-r)))
 		if fill <= overloadLow && r > 0.99 {
 			r, a.controlling = 1, false
 			a.served, a.arrived = 0, 0

@@ -67,6 +67,7 @@ func TestAdmissionControl(t *testing.T) {
 		{"answer rate over arrival rate at the target fill", []iv{{1, 100, 40, 0.6}, {20, 100, 40, overloadTarget}}, 0.4, 0.01, true},
 		{"less while the queue is full", []iv{{1, 100, 40, 0.6}, {20, 100, 40, 1}}, 0.4 * (1 + overloadGain*(overloadTarget-1)), 0.01, true},
 		{"never less while the queue is short", []iv{{1, 100, 40, 0.6}, {20, 100, 40, 0}}, 1 + overloadSmooth*(0.4*(1+overloadGain*(overloadTarget-0.6))-1), 0.001, true},
+		{"at once when the queue is about to overflow", []iv{{1, 100, 40, 0.6}, {1, 100, 40, 0.9}}, 0.4 * (1 + overloadGain*(overloadTarget-0.9)), 0.001, true},
 		{"floor when nothing is answered", []iv{{1, 100, 0, 0.6}, {100, 100, 0, 1}}, overloadMin, 1e-9, true},
 		{"back to 1 and off once the shadow keeps up", []iv{{1, 100, 10, 0.9}, {3, 100, 10, 0.9}, {30, 100, 100, 0}}, 1, 0, false},
 	}
