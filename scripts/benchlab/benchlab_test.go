@@ -184,7 +184,7 @@ func TestMinimalShadow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go serveMinimal(ln)
+	go serveMinimal(ln, []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nshadow ok\n"))
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -100,7 +100,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.settle, "settle", 5*time.Second, "longest wait after a step for shadowtap to finish replaying it")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: one rate (50k), 2s, every shape, variant and mode")
 	fs.StringVar(&o.bin, "bin", "", "shadowtap binary (default: build ./cmd/shadowtap into a temporary directory)")
-	fs.StringVar(&o.shadow, "shadow", shadowMinimal, "shadow server: minimal (reads each request head, writes a canned 200) or nethttp (net/http's server)")
+	fs.StringVar(&o.shadow, "shadow", shadowMinimal, "shadow server: minimal (reads each request head, writes a canned 200), same (the minimal server answering as production did: no difference to compare) or nethttp (net/http's server)")
 	fs.IntVar(&o.gen.workers, "gen-workers", 2, "generator goroutines, each with its own AF_PACKET socket and share of the rate")
 	fs.IntVar(&o.gen.conns, "conns", 64, "concurrent mirrored connections (all workers)")
 	fs.IntVar(&o.gen.requestsPerConn, "requests-per-conn", 10, "keep-alive exchanges per connection (shape mix)")
@@ -128,8 +128,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.modes, err = parseList("--modes", *modes, "xdp", "socket", "gen"); err != nil {
 		return o, err
 	}
-	if o.shadow != shadowMinimal && o.shadow != shadowNetHTTP {
-		return o, fmt.Errorf("--shadow %q: want %s or %s", o.shadow, shadowMinimal, shadowNetHTTP)
+	if o.shadow != shadowMinimal && o.shadow != shadowSame && o.shadow != shadowNetHTTP {
+		return o, fmt.Errorf("--shadow %q: want %s, %s or %s", o.shadow, shadowMinimal, shadowSame, shadowNetHTTP)
 	}
 	if o.rates, err = parseRates(*rates); err != nil {
 		return o, err

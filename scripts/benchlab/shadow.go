@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/shadowtap/shadowtap/testenv"
+	"github.com/shadowtap/shadowtap/testenv/mirrorgen"
 )
 
 // The shadow runs as its own process (this program re-executed with the
@@ -30,6 +31,10 @@ const shadowServerCmd = "shadow-server"
 const (
 	shadowMinimal = "minimal" // reads each request head, writes a canned 200
 	shadowNetHTTP = "nethttp" // net/http's server, a handler that writes a short 200
+	// shadowSame is the minimal server answering as production did in the
+	// conn and keepalive shapes (mirrorgen.PageResponse): the comparison
+	// finds no difference, as when the new code behaves.
+	shadowSame = "same"
 )
 
 // cannedBody is what both shadows answer.
@@ -122,7 +127,7 @@ func (s *shadowProc) stop() error {
 // shadowServerMain is the shadow server process: it serves until SIGTERM.
 func shadowServerMain(args []string) error {
 	fs := flag.NewFlagSet(shadowServerCmd, flag.ContinueOnError)
-	kind := fs.String("kind", shadowMinimal, "minimal or nethttp")
+	kind := fs.String("kind", shadowMinimal, "minimal, same or nethttp")
 	addr := fs.String("addr", ":8080", "listen address")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -134,12 +139,16 @@ func shadowServerMain(args []string) error {
 		return err
 	}
 	switch *kind {
-	case shadowMinimal:
+	case shadowMinimal, shadowSame:
 		go func() {
 			<-ctx.Done()
 			ln.Close()
 		}()
-		serveMinimal(ln)
+		full := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + strconv.Itoa(len(cannedBody)) + "\r\n\r\n" + string(cannedBody))
+		if *kind == shadowSame {
+			full = mirrorgen.PageResponse(0)
+		}
+		serveMinimal(ln, full)
 		return nil
 	case shadowNetHTTP:
 		srv := &http.Server{
@@ -163,15 +172,16 @@ func shadowServerMain(args []string) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("shadow kind %q: want %s or %s", *kind, shadowMinimal, shadowNetHTTP)
+	return fmt.Errorf("shadow kind %q: want %s, %s or %s", *kind, shadowMinimal, shadowSame, shadowNetHTTP)
 }
 
 // serveMinimal is the cheapest HTTP/1.1 server that keeps a replayer
 // honest: per connection one goroutine reads each request head (and a
-// Content-Length body) and answers a canned 200; requests that arrived
-// together are answered with one write. Anything it does not understand
-// (chunked bodies, bad heads) closes the connection.
-func serveMinimal(ln net.Listener) {
+// Content-Length body) and answers with the canned response full (its head
+// only to HEAD); requests that arrived together are answered with one
+// write. Anything it does not understand (chunked bodies, bad heads)
+// closes the connection.
+func serveMinimal(ln net.Listener, full []byte) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -181,16 +191,15 @@ func serveMinimal(ln net.Listener) {
 			}
 			return
 		}
-		go minimalConn(c)
+		go minimalConn(c, full)
 	}
 }
 
-func minimalConn(c net.Conn) {
+func minimalConn(c net.Conn, full []byte) {
 	defer c.Close()
 	br := bufio.NewReaderSize(c, 16<<10)
-	bw := bufio.NewWriterSize(c, 4<<10)
-	full := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " + strconv.Itoa(len(cannedBody)) + "\r\n\r\n" + string(cannedBody))
-	head := full[:len(full)-len(cannedBody)]
+	bw := bufio.NewWriterSize(c, 16<<10)
+	head := full[:bytes.Index(full, []byte("\r\n\r\n"))+4]
 	for {
 		m, clen, ok := readHead(br)
 		if !ok {

@@ -281,7 +281,7 @@ func (g *Generator) exchange(c *conn) {
 		g.respond(c, 201, "application/json", 32, 32)
 	case kindPage:
 		g.page(c, seq)
-		g.respondTotal(c, "text/html; charset=utf-8", cfg.PageBytes)
+		g.respondTotal(c, pageContentType, cfg.PageBytes)
 	case kindPipelined:
 		c.nmsg = cfg.PipelineDepth
 		for i := range cfg.PipelineDepth {
@@ -381,6 +381,9 @@ func (g *Generator) post(c *conn, seq uint64, n int) {
 		t.ToServer = append(t.ToServer, b[start:]...)
 	}
 }
+
+// pageContentType is the Content-Type of Page answers.
+const pageContentType = "text/html; charset=utf-8"
 
 // respondTotal writes a 200 response of total bytes, head included.
 func (g *Generator) respondTotal(c *conn, ctype string, total int) {

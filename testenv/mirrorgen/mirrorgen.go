@@ -362,11 +362,7 @@ func New(cfg Config) (*Generator, error) {
 		rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 	}
 	n := max(cfg.LargeKiB*1024, 4*cfg.SmallBody, 4*cfg.PostBody, cfg.PageBytes) + 64
-	g.pattern = make([]byte, n)
-	const alpha = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	for i := range g.pattern {
-		g.pattern[i] = alpha[(i*7+i/61)%len(alpha)]
-	}
+	g.pattern = fillPattern(make([]byte, n))
 	g.conns = make([]*conn, cfg.Conns)
 	return g, nil
 }
@@ -505,4 +501,27 @@ func (g *Generator) pick(next *int) *conn {
 		return c
 	}
 	return nil
+}
+
+// fillPattern fills b with the body filler of every generated body.
+func fillPattern(b []byte) []byte {
+	const alpha = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	for i := range b {
+		b[i] = alpha[(i*7+i/61)%len(alpha)]
+	}
+	return b
+}
+
+// PageResponse returns the exact bytes of production's answer to a Page
+// request (Config.PageBytes in all, head included; 0 means the default), so
+// that a lab shadow can answer as production did and a comparison finds no
+// difference.
+func PageResponse(pageBytes int) []byte {
+	if pageBytes <= 0 {
+		pageBytes = 4400
+	}
+	g := &Generator{pattern: fillPattern(make([]byte, pageBytes+64))}
+	c := &conn{truth: -1}
+	g.respondTotal(c, pageContentType, pageBytes)
+	return c.resp
 }

@@ -293,6 +293,9 @@ func TestShapes(t *testing.T) {
 				if respLen != 4400 {
 					t.Errorf("response of %d bytes, want 4400 (PageBytes)", respLen)
 				}
+				if want := PageResponse(0); !bytes.Equal(conv.ToClient[:respLen], want) {
+					t.Errorf("PageResponse differs from the generated answer:\n%q\n%q", want[:120], conv.ToClient[:120])
+				}
 				for _, r := range conv.Requests {
 					// Users 70000..70009: 100.(64+1).(17).(112..121).
 					a, err := netip.ParseAddr(r.ForwardedFor)
