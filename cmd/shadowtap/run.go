@@ -52,6 +52,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxInflight, "max-inflight", cfg.MaxInflight, "per-target concurrent requests")
 	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "per-target queue length; a full queue drops and counts")
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout, including reading the body")
+	fs.Int64Var(&cfg.MaxResponseHeaderBytes, "max-response-header-bytes", cfg.MaxResponseHeaderBytes, "largest response head read from a target (with any 1xx before it); larger fails, counted response_too_large")
 	fs.StringArrayVar(&cfg.SetHeaders, "set-header", nil, `set a header on replayed requests, "Name: value" (repeatable)`)
 	fs.StringArrayVar(&cfg.DropHeaders, "drop-header", nil, "remove a header from replayed requests (repeatable)")
 	fs.StringVar(&cfg.Host, "host", "", "override the Host header of replayed requests")

@@ -71,6 +71,8 @@ type Config struct {
 	DropHeaders  []string
 	Host         string
 	NoMarker     bool
+	// MaxResponseHeaderBytes bounds the shadow's response head.
+	MaxResponseHeaderBytes int64
 
 	// Operations.
 	MetricsAddr  string
@@ -98,9 +100,11 @@ func Defaults() Config {
 		MaxInflight:    replay.DefaultMaxInflight,
 		Queue:          replay.DefaultQueue,
 		Timeout:        replay.DefaultTimeout,
-		MetricsAddr:    "127.0.0.1:9464",
-		LogInterval:    10 * time.Second,
-		DrainTimeout:   10 * time.Second,
+
+		MaxResponseHeaderBytes: replay.DefaultMaxResponseHeaderBytes,
+		MetricsAddr:            "127.0.0.1:9464",
+		LogInterval:            10 * time.Second,
+		DrainTimeout:           10 * time.Second,
 	}
 }
 
@@ -161,6 +165,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxHeaderBytes < 256 || c.MaxBodyBytes < 0 {
 		return errors.New("--max-header-bytes must be at least 256 and --max-body-bytes not negative")
+	}
+	if c.MaxResponseHeaderBytes < 256 {
+		return fmt.Errorf("--max-response-header-bytes %d: want at least 256 (default 1 MiB)", c.MaxResponseHeaderBytes)
 	}
 	// The replay stage's own checks (--sample-key, --set-header, --methods,
 	// duplicate targets) belong to start-up validation too.

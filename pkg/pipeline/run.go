@@ -188,6 +188,7 @@ func replayConfig(cfg Config) (replay.Config, error) {
 	rc.Methods, rc.SamplePercent, rc.SampleKey = cfg.Methods, cfg.Sample, cfg.SampleKey
 	rc.MaxRPS, rc.MaxInflight, rc.Queue, rc.Timeout = cfg.MaxRPS, cfg.MaxInflight, cfg.Queue, cfg.Timeout
 	rc.DropHeaders, rc.Host, rc.Marker = cfg.DropHeaders, cfg.Host, !cfg.NoMarker
+	rc.MaxResponseHeaderBytes = cfg.MaxResponseHeaderBytes
 	for _, t := range cfg.Targets {
 		u, err := ParseTarget(t)
 		if err != nil {

@@ -15,6 +15,9 @@ const (
 	DefaultMaxInflight = 64
 	DefaultQueue       = 4096
 	DefaultTimeout     = 10 * time.Second
+	// DefaultMaxResponseHeaderBytes bounds the shadow's response head, as
+	// http.Transport's MaxResponseHeaderBytes default.
+	DefaultMaxResponseHeaderBytes = 1 << 20
 	// MarkerHeader is the header that tells the shadow a request is a replay.
 	MarkerHeader = "X-Shadowtap-Replay"
 )
@@ -47,6 +50,10 @@ type Config struct {
 	DropHeaders   []string         // removed from every replayed request
 	Host          string           // overrides the Host header when set
 	Marker        bool             // add X-Shadowtap-Replay: 1
+	// MaxResponseHeaderBytes bounds the bytes read for the shadow's
+	// response head (status line, headers and any 1xx before them);
+	// default 1 MiB. Beyond it the request fails: response_too_large.
+	MaxResponseHeaderBytes int64
 }
 
 // DefaultConfig returns a Config with every default set, and no targets.
@@ -59,6 +66,8 @@ func DefaultConfig() Config {
 		Queue:         DefaultQueue,
 		Timeout:       DefaultTimeout,
 		Marker:        true,
+
+		MaxResponseHeaderBytes: DefaultMaxResponseHeaderBytes,
 	}
 }
 
@@ -255,6 +264,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.MaxResponseHeaderBytes == 0 {
+		c.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
 	}
 	return c
 }

@@ -15,6 +15,7 @@ type statsCollector struct {
 	r                                                   *Replayer
 	requests, filtered, accepted                        *prometheus.Desc
 	replayed, dropped, failed, queued, inflight         *prometheus.Desc
+	discarded                                           *prometheus.Desc
 	compare, mismatch, noProduction, untracked, keyMiss *prometheus.Desc
 }
 
@@ -30,6 +31,7 @@ func newStatsCollector(r *Replayer) *statsCollector {
 		replayed:     d("replayed_total", "Requests the target answered, by status class.", "target", "class"),
 		dropped:      d("dropped_total", "Requests not sent to the target, by reason: queue full, rate limit, stopped.", "target", "reason"),
 		failed:       d("failed_total", "Requests sent or attempted without an answer, by reason.", "target", "reason"),
+		discarded:    d("conn_discarded_total", "Kept connections to the target closed before their reuse, by reason: unsolicited (bytes no request asked for arrived), closed (the target closed it while idle).", "target", "reason"),
 		queued:       d("queued", "Requests waiting in the target's queue.", "target"),
 		inflight:     d("inflight", "Requests being sent to the target.", "target"),
 		compare:      d("compare_total", "Answers by production's status class and the shadow's.", "target", "production", "shadow"),
@@ -41,7 +43,7 @@ func newStatsCollector(r *Replayer) *statsCollector {
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.requests, c.filtered, c.accepted, c.replayed, c.dropped, c.failed,
+	for _, d := range []*prometheus.Desc{c.requests, c.filtered, c.accepted, c.replayed, c.dropped, c.failed, c.discarded,
 		c.queued, c.inflight, c.compare, c.mismatch, c.noProduction, c.untracked, c.keyMiss} {
 		ch <- d
 	}
@@ -74,6 +76,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.failed, t.FailedDrain, t.Target, failNames[failDrain])
 		counter(c.failed, t.FailedInvalid, t.Target, failNames[failInvalid])
 		counter(c.failed, t.FailedError, t.Target, failNames[failError])
+		counter(c.failed, t.FailedResponseTooLarge, t.Target, failNames[failTooLarge])
+		counter(c.discarded, t.DiscardedUnsolicited, t.Target, discardNames[discardUnsolicited])
+		counter(c.discarded, t.DiscardedClosed, t.Target, discardNames[discardClosed])
 		gauge(c.queued, t.Queued, t.Target)
 		gauge(c.inflight, t.InFlight, t.Target)
 	}

@@ -58,6 +58,7 @@ type targetStats struct {
 	replayed [NumClasses]atomic.Uint64
 	dropped  [numDrop]atomic.Uint64
 	failed   [numFail]atomic.Uint64
+	discard  [numDiscard]atomic.Uint64 // connections, not requests
 	inflight atomic.Int64
 	queued   func() int
 
@@ -82,15 +83,27 @@ var dropNames = [numDrop]string{"queue", "rate", "stopped"}
 type failReason uint8
 
 const (
-	failConnect failReason = iota // could not connect
-	failTimeout                   // Timeout passed before the end of the response
-	failDrain                     // cancelled by Drain's deadline or Run's context
-	failInvalid                   // the mirrored request cannot be rebuilt
-	failError                     // any other error (reset, malformed response)
+	failConnect  failReason = iota // could not connect
+	failTimeout                    // Timeout passed before the end of the response
+	failDrain                      // cancelled by Drain's deadline or Run's context
+	failInvalid                    // the mirrored request cannot be rebuilt
+	failError                      // any other error (reset, malformed response)
+	failTooLarge                   // the response head exceeded MaxResponseHeaderBytes
 	numFail
 )
 
-var failNames = [numFail]string{"connect", "timeout", "drain", "invalid", "error"}
+var failNames = [numFail]string{"connect", "timeout", "drain", "invalid", "error", "response_too_large"}
+
+// discardReason says why a kept connection was closed before its reuse.
+type discardReason uint8
+
+const (
+	discardUnsolicited discardReason = iota // bytes arrived that no request asked for
+	discardClosed                           // the shadow closed it while idle
+	numDiscard
+)
+
+var discardNames = [numDiscard]string{"unsolicited", "closed"}
 
 // StatsSnapshot is a plain copy of Stats.
 type StatsSnapshot struct {
@@ -112,7 +125,10 @@ type TargetSnapshot struct {
 	DroppedQueue, DroppedRate, DroppedStopped uint64
 	FailedConnect, FailedTimeout, FailedDrain uint64
 	FailedInvalid, FailedError                uint64
-	Queued, InFlight                          uint64 // not yet ended
+	FailedResponseTooLarge                    uint64
+	// Kept connections closed before their reuse (not request outcomes).
+	DiscardedUnsolicited, DiscardedClosed uint64
+	Queued, InFlight                      uint64 // not yet ended
 }
 
 // ReplayedTotal is the number of requests the target answered.
@@ -131,7 +147,7 @@ func (t TargetSnapshot) Dropped() uint64 {
 
 // Failed is the number of requests sent or attempted without an answer.
 func (t TargetSnapshot) Failed() uint64 {
-	return t.FailedConnect + t.FailedTimeout + t.FailedDrain + t.FailedInvalid + t.FailedError
+	return t.FailedConnect + t.FailedTimeout + t.FailedDrain + t.FailedInvalid + t.FailedError + t.FailedResponseTooLarge
 }
 
 // Check verifies the accounting identities (see the package documentation).
@@ -177,6 +193,9 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		ts.FailedDrain = t.failed[failDrain].Load()
 		ts.FailedInvalid = t.failed[failInvalid].Load()
 		ts.FailedError = t.failed[failError].Load()
+		ts.FailedResponseTooLarge = t.failed[failTooLarge].Load()
+		ts.DiscardedUnsolicited = t.discard[discardUnsolicited].Load()
+		ts.DiscardedClosed = t.discard[discardClosed].Load()
 		ts.Queued = uint64(t.queued())
 		if n := t.inflight.Load(); n > 0 {
 			ts.InFlight = uint64(n)
