@@ -313,14 +313,9 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, start time.Time
 				err = werr
 			}
 		}
-		if err != nil && c.writing != nil {
-			// No answer: the background write fails too, or is stopped.
-			c.close()
-		}
 		if err != nil {
-			if c.lr.n <= 0 {
-				err = errResponseTooLarge
-			}
+			// No answer. close also stops a background write and waits
+			// for it.
 			c.close()
 			if reused && attempt == 0 && retryable(ctx, req, err) {
 				if req.GetBody != nil {

@@ -31,7 +31,8 @@
 // Every accepted request is offered to every target, so for each target:
 //
 //	Accepted = Replayed (by status class) + Dropped (queue, rate, stopped)
-//	         + Failed (connect, timeout, drain, invalid, error) + Queued + InFlight
+//	         + Failed (connect, timeout, drain, invalid, error, response_too_large)
+//	         + Queued + InFlight
 //
 // Queued and InFlight are zero once Drain has returned; Snapshot reads the
 // counters one by one, so the identity is exact only when the replayer is
