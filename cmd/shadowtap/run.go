@@ -79,12 +79,19 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.Sources, err = pipeline.ParseSources(sources); err != nil {
 		return usageError{err}
 	}
+	if fs.Changed("shards") && cfg.Shards == 0 {
+		// 0 is the default's "one per CPU" only when the flag is absent.
+		return usageError{fmt.Errorf("--shards 0: want 1 to %d (or leave it out: one per CPU)", pipeline.MaxShards)}
+	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
 	log, err := newLogger(logFormat, stderr)
 	if err != nil {
 		return usageError{err}
+	}
+	for _, w := range cfg.Warnings() {
+		log.Warn(w)
 	}
 	return pipeline.Run(ctx, cfg, pipeline.Options{Log: log, Systemd: !noSystemd})
 }
