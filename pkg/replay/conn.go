@@ -58,6 +58,22 @@ const (
 // errResponseTooLarge is the error of a response head beyond the limit.
 var errResponseTooLarge = errors.New("response head larger than --max-response-header-bytes")
 
+// errMalformedResponse replaces the parse errors of a response head: theirs
+// quote the offending line, which may carry a Set-Cookie value or whatever
+// the shadow echoed of the request, and errors are logged.
+var errMalformedResponse = errors.New("malformed response head")
+
+// headError returns err unless it is a parse error that quotes the head.
+func headError(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, errResponseTooLarge),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne):
+		return err
+	}
+	return errMalformedResponse
+}
+
 // connFailReason says which failure reason an error of roundTrip has when
 // it is not one of classifyErr's general ones.
 func connFailReason(err error) (failReason, bool) {
@@ -336,7 +352,7 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, start time.Time
 					err = fmt.Errorf("%w (%d bytes)", errResponseTooLarge, c.maxHead)
 				}
 				c.close()
-				return nil, err
+				return nil, headError(err)
 			}
 			if resp.StatusCode < 100 || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 				c.lr.n = math.MaxInt64 // the body is bounded by the timeout only
