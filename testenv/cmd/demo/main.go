@@ -134,7 +134,7 @@ progress:
 		case <-tick.C:
 			m, _ := scrape.get()
 			fmt.Printf("progress: client sent %d requests | shadowtap parsed %.0f, replayed %.0f | shadow answered %d\n",
-				client.sent(), m.Get("shadowtap_http_requests_total"), m.Get("shadowtap_replay_replayed_total"), shadowStats.total())
+				client.sent(), m.Sum("shadowtap_http_requests_total"), m.Sum("shadowtap_replay_replayed_total"), shadowStats.total())
 		}
 	}
 	if ctx.Err() != nil {
@@ -362,15 +362,15 @@ func printSummary(b *browser, m testenv.Metrics, prod, shadow *statusLog) {
 	fmt.Println("==================== shadowtap demo summary ====================")
 	fmt.Printf("client requests to production      %8d (errors %d)\n", b.sent(), b.errs)
 	fmt.Printf("mirror packets seen by XDP         %8.0f (emitted %0.f, lost %0.f)\n",
-		m.Get("shadowtap_capture_packets_total"), m.Get("shadowtap_capture_packets_total", "outcome", "emit"), m.Get("shadowtap_capture_packets_total", "outcome", "lost_ringbuf"))
+		m.Sum("shadowtap_capture_packets_total"), m.Sum("shadowtap_capture_packets_total", "outcome", "emit"), m.Sum("shadowtap_capture_packets_total", "outcome", "lost_ringbuf"))
 	const filtered = "shadowtap_replay_filtered_total"
-	fmt.Printf("requests rebuilt by shadowtap      %8.0f\n", m.Get("shadowtap_http_requests_total"))
-	fmt.Printf("  replayed to the shadow           %8.0f\n", m.Get("shadowtap_replay_replayed_total"))
-	fmt.Printf("  filtered (method or path)        %8.0f\n", m.Get(filtered, "reason", "method")+m.Get(filtered, "reason", "path"))
-	fmt.Printf("  sampled out                      %8.0f\n", m.Get(filtered, "reason", "sampled_out"))
-	fmt.Printf("  too large                        %8.0f\n", m.Get(filtered, "reason", "too_large"))
-	fmt.Printf("  dropped (queue full, rate)       %8.0f\n", m.Get("shadowtap_replay_dropped_total"))
-	fmt.Printf("  failed (connect, timeout)        %8.0f\n", m.Get("shadowtap_replay_failed_total"))
+	fmt.Printf("requests rebuilt by shadowtap      %8.0f\n", m.Sum("shadowtap_http_requests_total"))
+	fmt.Printf("  replayed to the shadow           %8.0f\n", m.Sum("shadowtap_replay_replayed_total"))
+	fmt.Printf("  filtered (method or path)        %8.0f\n", m.Sum(filtered, "reason", "method")+m.Sum(filtered, "reason", "path"))
+	fmt.Printf("  sampled out                      %8.0f\n", m.Sum(filtered, "reason", "sampled_out"))
+	fmt.Printf("  too large                        %8.0f\n", m.Sum(filtered, "reason", "too_large"))
+	fmt.Printf("  dropped (queue full, rate)       %8.0f\n", m.Sum("shadowtap_replay_dropped_total"))
+	fmt.Printf("  failed (connect, timeout)        %8.0f\n", m.Sum("shadowtap_replay_failed_total"))
 	fmt.Println()
 	fmt.Printf("%-22s %-28s %-28s\n", "route", "production answered", "shadow answered")
 	routes := prod.routes()
@@ -405,7 +405,7 @@ func printSummary(b *browser, m testenv.Metrics, prod, shadow *statusLog) {
 		fmt.Println(p)
 	}
 	fmt.Printf("  status differs %.0f times, body length differs %.0f times\n",
-		m.Get("shadowtap_replay_mismatch_total", "kind", "status"), m.Get("shadowtap_replay_mismatch_total", "kind", "body_length"))
+		m.Sum("shadowtap_replay_mismatch_total", "kind", "status"), m.Sum("shadowtap_replay_mismatch_total", "kind", "body_length"))
 	fmt.Println()
 	fmt.Println("POST /login is not replayed: by default only GET, HEAD and OPTIONS reach the shadow.")
 }
