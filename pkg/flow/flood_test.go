@@ -3,6 +3,8 @@ package flow_test
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/shadowtap/shadowtap/pkg/event"
@@ -82,5 +84,53 @@ func TestFloodKeepsEstablishedParsed(t *testing.T) {
 	}
 	if r.Len() > maxConns {
 		t.Errorf("%d connections tracked, cap %d", r.Len(), maxConns)
+	}
+}
+
+// TestFloodMemoryBounded: a small version of the flood of distinct flows
+// (SYN and one request segment each, 100 × MaxConns) leaves the heap
+// where the connection cap puts it, however many flows came.
+func TestFloodMemoryBounded(t *testing.T) {
+	const maxConns, flows = 2048, 100 * 2048
+	var hst httpx.Stats
+	r := flow.NewReassembler(flow.Config{MaxConns: maxConns}, httpx.NewFactory(httpx.Config{}, targetSink{}, &hst, nil))
+	server := netip.MustParseAddrPort("10.1.0.10:8080")
+	payload := []byte("GET /flood HTTP/1.1\r\nHost: x\r\nX-Pad: " + strings.Repeat("p", 1000))
+	var h event.Header
+	send := func(i int, flags uint8, p []byte, seq uint32) {
+		h = event.Header{TimeNs: uint64(i + 1), Seq: seq, VNI: 42, Family: event.FamilyIPv4, TCPFlags: flags,
+			Direction: event.Request, CapLen: uint16(len(p)), WireLen: uint16(len(p))}
+		copy(h.SrcAddr[:], []byte{198, 18, byte(i >> 8), byte(i)})
+		a := server.Addr().As4()
+		copy(h.DstAddr[:], a[:])
+		h.SrcPort, h.DstPort = uint16(1024+i>>16), server.Port()
+		r.Segment(&h, p)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	// Fill the table once, then measure what the rest of the flood adds.
+	for i := range maxConns * 2 {
+		send(i, event.TCPSyn, nil, 7)
+		send(i, event.TCPAck, payload, 8)
+	}
+	before := heap()
+	for i := maxConns * 2; i < flows; i++ {
+		send(i, event.TCPSyn, nil, 7)
+		send(i, event.TCPAck, payload, 8)
+	}
+	after := heap()
+	if r.Len() > maxConns {
+		t.Errorf("%d connections tracked, cap %d", r.Len(), maxConns)
+	}
+	if after > before+4<<20 {
+		t.Errorf("heap grew from %.1f to %.1f MiB over %d more flows: not bounded by MaxConns", float64(before)/(1<<20), float64(after)/(1<<20), flows-2*maxConns)
+	}
+	s := r.Stats().Snapshot()
+	if s.ConnsOpened != flows || s.ClosedEvicted != flows-uint64(r.Len()) {
+		t.Errorf("opened %d, evicted %d, tracked %d: want %d opened, the rest of the tracked evicted", s.ConnsOpened, s.ClosedEvicted, r.Len(), flows)
 	}
 }
