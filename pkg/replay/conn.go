@@ -115,6 +115,7 @@ type conn struct {
 	maxHead int64    // MaxResponseHeaderBytes
 	nc      net.Conn // nil: not connected
 	lr      limitReader
+	peek    sockPeek      // nc's socket, for checkIdle
 	br      *bufio.Reader // reads lr
 	bw      *bufio.Writer
 	stop    func() bool // unregisters the context.AfterFunc of nc
@@ -192,6 +193,11 @@ func (c *conn) attach(nc net.Conn) {
 	c.lr.r, c.lr.n = nc, math.MaxInt64
 	c.br.Reset(&c.lr)
 	c.bw.Reset(nc)
+	raw := nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	c.peek.reset(raw)
 }
 
 // discard closes a kept connection before its reuse, counted by reason.
@@ -209,9 +215,7 @@ func (c *conn) checkIdle(deadline time.Time) {
 		return
 	}
 	c.nc.SetDeadline(deadline)
-	raw := c.nc
-	if tc, ok := c.nc.(*tls.Conn); ok {
-		raw = tc.NetConn()
+	if _, ok := c.nc.(*tls.Conn); ok {
 		// Plaintext tls.Conn decrypted but bufio did not take: with a
 		// past deadline a read returns it without touching the network.
 		c.nc.SetReadDeadline(aLongTimeAgo)
@@ -227,7 +231,7 @@ func (c *conn) checkIdle(deadline time.Time) {
 			return
 		}
 	}
-	if !socketReadable(raw) {
+	if !c.peek.readable() {
 		return
 	}
 	// Something came: data, or the end of the connection (FIN, reset,

@@ -4,6 +4,9 @@ package replay
 
 import "net"
 
-// socketReadable cannot look into the socket on this system: only bytes
-// already buffered are detected before a connection's reuse.
-func socketReadable(net.Conn) bool { return false }
+// sockPeek cannot look into the socket on this system: only bytes already
+// buffered are detected before a connection's reuse.
+type sockPeek struct{}
+
+func (*sockPeek) reset(net.Conn) {}
+func (*sockPeek) readable() bool { return false }
