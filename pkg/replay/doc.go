@@ -6,7 +6,10 @@
 // per-target queue, rate limited. Each of a target's MaxInflight workers
 // drives its own keep-alive connection synchronously (no http.Client or
 // http.Transport): the request is written by (*http.Request).Write and the
-// response read by http.ReadResponse. It measures
+// response read by http.ReadResponse, with http.Transport's guards (a bound
+// on the response head, no reuse of a connection that received bytes
+// nobody asked for, an answer heard during the upload: see conn.go). It
+// measures
 // the shadow's answers (status, bytes, time to first byte, total time) and
 // compares their status classes and body lengths with production's.
 //
