@@ -517,6 +517,9 @@ func TestCollectors(t *testing.T) {
 		{"shadowtap_replay_duration_seconds", "target=" + target}:                        1,
 		{"shadowtap_replay_ttfb_seconds", "target=" + target}:                            1,
 		{"shadowtap_replay_failed_total", "reason=connect,target=" + target}:             0,
+		{"shadowtap_replay_failed_total", "reason=response_too_large,target=" + target}:  0,
+		{"shadowtap_replay_conn_discarded_total", "reason=unsolicited,target=" + target}: 0,
+		{"shadowtap_replay_conn_discarded_total", "reason=closed,target=" + target}:      0,
 	} {
 		if g, ok := got[k]; !ok || g != v {
 			t.Errorf("%s{%s} = %v (present %v), want %v", k.name, k.labels, g, ok, v)
