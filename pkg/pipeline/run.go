@@ -98,7 +98,7 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 
 	ready.Store(true)
 	if opt.Systemd {
-		notifySystemd(ctx, &ready, log)
+		notifySystemd(ctx, &ready, p, log)
 	}
 	log.Info("shadowtap running", p.describe(cfg)...)
 	if opt.Ready != nil {
@@ -389,8 +389,10 @@ func (s *servers) shutdown() {
 }
 
 // notifySystemd tells systemd the service is ready and, when WatchdogSec is
-// set, pings the watchdog while the pipeline is ready.
-func notifySystemd(ctx context.Context, ready *atomic.Bool, log *slog.Logger) {
+// set, pings the watchdog while the pipeline makes progress: ready, every
+// shard goroutine live and the capture reader live (see stalled). A stuck
+// stage stops the pings, so systemd restarts the service.
+func notifySystemd(ctx context.Context, ready *atomic.Bool, p *stages, log *slog.Logger) {
 	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("sd_notify failed", "err", err)
 	} else if !ok {
@@ -403,15 +405,48 @@ func notifySystemd(ctx context.Context, ready *atomic.Bool, log *slog.Logger) {
 	go func() {
 		t := time.NewTicker(interval / 3)
 		defer t.Stop()
+		quiet := false // a stall was logged: say so once, and once when it ends
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
-				if ready.Load() {
+			case now := <-t.C:
+				why := p.stalled(now, interval/2)
+				if why == "" && ready.Load() {
 					_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+					if quiet {
+						log.Info("pipeline making progress again: watchdog pings resumed")
+						quiet = false
+					}
+					continue
+				}
+				if why != "" && !quiet {
+					log.Error("pipeline stalled: watchdog pings stopped, systemd will restart the service", "stage", why)
+					quiet = true
 				}
 			}
 		}
 	}()
+}
+
+// liveSource is a capture source that can say when its reader last ran
+// (the XDP probe; the socket and pcap sources block in the kernel or end).
+type liveSource interface {
+	LastActive() time.Time
+}
+
+// stalled names the stage that has made no progress for longer than maxAge
+// at now, or returns "".
+func (p *stages) stalled(now time.Time, maxAge time.Duration) string {
+	if p.dispatch != nil {
+		if i, age, ok := p.dispatch.Stalled(now, maxAge); ok {
+			return fmt.Sprintf("flow shard %d (no batch or tick for %v)", i, age.Round(time.Millisecond))
+		}
+	}
+	if ls, ok := p.source.(liveSource); ok {
+		if last := ls.LastActive(); !last.IsZero() && now.Sub(last) > maxAge {
+			return fmt.Sprintf("capture reader (no poll for %v)", now.Sub(last).Round(time.Millisecond))
+		}
+	}
+	return ""
 }

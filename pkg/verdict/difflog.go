@@ -13,7 +13,6 @@ import (
 	"time"
 )
 
-
 // Reasons a diff log line was not written (shadowtap_verdict_difflog_skipped_total).
 const (
 	SkipRate   = "rate"   // beyond --diff-log-examples lines per route and kind this minute

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -26,8 +27,26 @@ type Probe struct {
 	log    *slog.Logger
 	objs   bpf.ShadowtapObjects
 	reader *ringbuf.Reader
-	link   link.Link // nil when only loaded
-	pinDir string    // "" when nothing is pinned
+	link   link.Link    // nil when only loaded
+	pinDir string       // "" when nothing is pinned
+	beat   atomic.Int64 // unix ns of the reader's last poll (see LastActive)
+}
+
+// LastActive is when Run's reader last polled the ring or drained it: it
+// polls every PollInterval even when idle, so an old value means the reader
+// is stuck (the systemd watchdog uses it). Zero before Run.
+func (p *Probe) LastActive() time.Time {
+	if v := p.beat.Load(); v != 0 {
+		return time.Unix(0, v)
+	}
+	return time.Time{}
+}
+
+// poll arms the next read deadline and records the reader as live.
+func (p *Probe) poll() {
+	now := time.Now()
+	p.beat.Store(now.UnixNano())
+	p.reader.SetDeadline(now.Add(PollInterval))
 }
 
 var _ event.Source = (*Probe)(nil)
@@ -250,7 +269,7 @@ func (p *Probe) Run(ctx context.Context, sink event.Batcher) error {
 	var h event.Header
 	var decodeErrs uint64
 	n := 0
-	p.reader.SetDeadline(time.Now().Add(PollInterval))
+	p.poll()
 	for {
 		err := p.reader.ReadInto(&rec)
 		switch {
@@ -271,17 +290,20 @@ func (p *Probe) Run(ctx context.Context, sink event.Batcher) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				p.reader.SetDeadline(time.Now().Add(PollInterval))
-			} else if n%ctxCheckEvery == 0 && ctx.Err() != nil {
-				sink.Flush()
-				return nil
+				p.poll()
+			} else if n%ctxCheckEvery == 0 {
+				if ctx.Err() != nil {
+					sink.Flush()
+					return nil
+				}
+				p.beat.Store(time.Now().UnixNano())
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			sink.Flush()
 			if ctx.Err() != nil {
 				return nil
 			}
-			p.reader.SetDeadline(time.Now().Add(PollInterval))
+			p.poll()
 		case errors.Is(err, os.ErrClosed):
 			sink.Flush()
 			return nil
