@@ -79,7 +79,8 @@ type Engine struct {
 	closed bool // guarded by intake: queue closed
 
 	runMu   sync.Mutex
-	ran     bool          // Run was called (or Close processed the queue itself)
+	ran     bool          // Run was called, or Close was (a later Run is an error)
+	running bool          // Run was called: runDone will be closed
 	runDone chan struct{} // closed when Run returns
 
 	procMu sync.Mutex // one exchange processed at a time
@@ -327,7 +328,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.runMu.Unlock()
 		return errors.New("verdict: Run called twice or after Close")
 	}
-	e.ran = true
+	e.ran, e.running = true, true
 	e.runMu.Unlock()
 	defer close(e.runDone)
 	tick := time.NewTicker(time.Second)
@@ -366,12 +367,12 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.intake.Unlock()
 
 	e.runMu.Lock()
-	ran := e.ran
+	running := e.running
 	e.ran = true // a later Run returns an error
 	e.runMu.Unlock()
 
 	var err error
-	if ran {
+	if running {
 		select {
 		case <-e.runDone:
 			// Run left on its context's end: what it left is not compared.
