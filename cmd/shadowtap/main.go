@@ -19,9 +19,11 @@ import (
 const usage = `shadowtap — replay mirrored production HTTP traffic to a shadow fleet
 
 Usage:
-  shadowtap run   --iface IF --ports 8080[,80] [--target URL]... [flags]
+  shadowtap run   --iface IF --ports 8080[,80] --vni N|--source CIDR [--target URL]... [flags]
   shadowtap stats --iface IF
-  shadowtap help [run|stats]
+  shadowtap verdict --from URL|FILE... | --prometheus URL [criteria]  (exit 0 pass, 1 fail, 3 too few)
+  shadowtap report  --from URL|FILE... | --prometheus URL [--diff-log FILE] [--html FILE]
+  shadowtap help [run|stats|verdict|report]
 
 Run 'shadowtap run --help' for every flag.
 `
@@ -44,6 +46,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(ctx, args[1:], stderr)
 	case "stats":
 		err = cmdStats(args[1:], stdout, stderr)
+	case "verdict":
+		return cmdVerdict(ctx, args[1:], stdout, stderr)
+	case "report":
+		return cmdReport(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		if len(args) > 1 {
 			return run([]string{args[1], "--help"}, stdout, stderr)

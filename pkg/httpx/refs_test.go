@@ -91,7 +91,7 @@ func (s fieldSink) Response(ex *Exchange) {
 
 func TestFieldsStayInHead(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
-	h := NewFactory(Config{KeepResponseBodies: true}, fieldSink{t}, nil, nil)(testKey, 0, false)
+	h := NewFactory(Config{ResponseBodyKeep: KeepWholeBody}, fieldSink{t}, nil, nil)(testKey, 0, false)
 	for i := 0; i < 3000; i++ {
 		g := genExchange(rng, false)
 		big := strings.Repeat("v", rng.IntN(3)*rng.IntN(3000))

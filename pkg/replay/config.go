@@ -15,6 +15,12 @@ const (
 	DefaultMaxInflight = 64
 	DefaultQueue       = 4096
 	DefaultTimeout     = 10 * time.Second
+	// DefaultCompareBodyBytes is the body bytes kept per response for the
+	// comparison (beyond, only the length and a hash of the whole body).
+	DefaultCompareBodyBytes = 1 << 20
+	// DefaultCompareBudget bounds the bytes of bodies held for comparison
+	// across the process.
+	DefaultCompareBudget = 256 << 20
 	// MarkerHeader is the header that tells the shadow a request is a replay.
 	MarkerHeader = "X-Shadowtap-Replay"
 )
@@ -38,7 +44,7 @@ type Config struct {
 	IncludePath   []*regexp.Regexp // if set, the path must match one of them
 	ExcludePath   []*regexp.Regexp // the path must match none of them
 	SamplePercent float64          // 0..100
-	SampleKey     string           // "client-ip" (default) | "header:NAME" | "cookie:NAME"
+	SampleKey     string           // "xff" (default) | "client-ip" | "header:NAME" | "cookie:NAME"
 	MaxRPS        float64          // per target; 0 = unlimited; burst = one second's worth (ceil(MaxRPS))
 	MaxInflight   int              // per target concurrent requests; default 64
 	Queue         int              // per target queue length; default 4096
@@ -47,6 +53,13 @@ type Config struct {
 	DropHeaders   []string         // removed from every replayed request
 	Host          string           // overrides the Host header when set
 	Marker        bool             // add X-Shadowtap-Replay: 1
+
+	// Comparison. With Verdict nil nothing is joined, kept or hashed.
+	Verdict          Verdict       // the comparison stage (*verdict.Engine)
+	CompareBodyBytes int64         // body bytes kept per response for comparison; default 1 MiB
+	CompareBudget    int64         // bytes of bodies held in replay for comparison, process-wide; default 256 MiB
+	Baseline         *url.URL      // a target running the old code: sent every replayed request, its answers marked Baseline
+	ReplayDelay      time.Duration // hold each request this long after it was dispatched before sending it
 }
 
 // DefaultConfig returns a Config with every default set, and no targets.
@@ -54,11 +67,14 @@ func DefaultConfig() Config {
 	return Config{
 		Methods:       DefaultMethods(),
 		SamplePercent: 100,
-		SampleKey:     "client-ip",
+		SampleKey:     DefaultSampleKey,
 		MaxInflight:   DefaultMaxInflight,
 		Queue:         DefaultQueue,
 		Timeout:       DefaultTimeout,
 		Marker:        true,
+
+		CompareBodyBytes: DefaultCompareBodyBytes,
+		CompareBudget:    DefaultCompareBudget,
 	}
 }
 
@@ -69,7 +85,15 @@ const (
 	SampleClientIP SampleKind = iota // the mirrored connection's client address
 	SampleHeader                     // the first value of a request header
 	SampleCookie                     // the value of a cookie
+	// SampleXFF keys on the last address of X-Forwarded-For: the client
+	// as the load balancer in front of production (an ALB) saw it and
+	// appended it. Behind an ALB the TCP peer is one of a few ALB nodes, so
+	// the client address would key whole nodes in or out.
+	SampleXFF
 )
+
+// DefaultSampleKey is the sampling key without --sample-key.
+const DefaultSampleKey = "xff"
 
 // SampleKey is a parsed Config.SampleKey. When the header or cookie is
 // absent from a request, the client address is used instead.
@@ -84,20 +108,25 @@ func (k SampleKey) String() string {
 		return "header:" + k.Name
 	case SampleCookie:
 		return "cookie:" + k.Name
+	case SampleXFF:
+		return "xff"
 	default:
 		return "client-ip"
 	}
 }
 
-// ParseSampleKey parses "client-ip", "header:NAME" or "cookie:NAME"
-// (empty means client-ip).
+// ParseSampleKey parses "xff", "client-ip", "header:NAME" or "cookie:NAME"
+// (empty means DefaultSampleKey).
 func ParseSampleKey(s string) (SampleKey, error) {
-	if s == "" || s == "client-ip" {
+	switch s {
+	case "", "xff":
+		return SampleKey{Kind: SampleXFF}, nil
+	case "client-ip":
 		return SampleKey{Kind: SampleClientIP}, nil
 	}
 	kind, name, ok := strings.Cut(s, ":")
 	if !ok {
-		return SampleKey{}, fmt.Errorf("sample key %q: want client-ip, header:NAME or cookie:NAME", s)
+		return SampleKey{}, fmt.Errorf("sample key %q: want xff, client-ip, header:NAME or cookie:NAME", s)
 	}
 	name = strings.TrimSpace(name)
 	switch kind {
@@ -112,7 +141,7 @@ func ParseSampleKey(s string) (SampleKey, error) {
 		}
 		return SampleKey{Kind: SampleCookie, Name: name}, nil
 	}
-	return SampleKey{}, fmt.Errorf("sample key %q: want client-ip, header:NAME or cookie:NAME", s)
+	return SampleKey{}, fmt.Errorf("sample key %q: want xff, client-ip, header:NAME or cookie:NAME", s)
 }
 
 // ParseHeaderKV parses "Name: value" as given to --set-header.
@@ -162,6 +191,20 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("target %q given twice", u.Redacted())
 		}
 		seen[u.String()] = true
+	}
+	if c.Baseline != nil {
+		if err := validateTarget(c.Baseline); err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		if seen[c.Baseline.String()] {
+			return fmt.Errorf("baseline %q is also a target", c.Baseline.Redacted())
+		}
+	}
+	if c.CompareBodyBytes < 0 || c.CompareBudget < 0 {
+		return fmt.Errorf("compare body bytes %d, compare budget %d: want 0 (default) or more", c.CompareBodyBytes, c.CompareBudget)
+	}
+	if c.ReplayDelay < 0 {
+		return fmt.Errorf("replay delay %v: want 0 or more", c.ReplayDelay)
 	}
 	for _, m := range c.Methods {
 		if !isToken(m) {
@@ -245,7 +288,7 @@ func (c Config) withDefaults() Config {
 		c.Methods = DefaultMethods()
 	}
 	if c.SampleKey == "" {
-		c.SampleKey = "client-ip"
+		c.SampleKey = DefaultSampleKey
 	}
 	if c.MaxInflight == 0 {
 		c.MaxInflight = DefaultMaxInflight
@@ -255,6 +298,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.CompareBodyBytes == 0 {
+		c.CompareBodyBytes = DefaultCompareBodyBytes
+	}
+	if c.CompareBudget == 0 {
+		c.CompareBudget = DefaultCompareBudget
 	}
 	return c
 }

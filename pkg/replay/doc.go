@@ -1,4 +1,4 @@
-// Package replay is the last stage of the data path: it receives the HTTP
+// Package replay is the stage after pkg/httpx and before pkg/verdict: it receives the HTTP
 // exchanges rebuilt by pkg/httpx (it is an httpx.Sink), decides which requests
 // may be repeated (method, path, consistent sampling, size), rewrites them for
 // the shadow fleet (Host kept, X-Forwarded-*, hop-by-hop headers removed,
@@ -7,8 +7,24 @@
 // drives its own keep-alive connection synchronously (no http.Client or
 // http.Transport): the request is written by (*http.Request).Write and the
 // response read by http.ReadResponse. It measures
-// the shadow's answers (status, bytes, time to first byte, total time) and
-// compares their status classes and body lengths with production's.
+// the shadow's answers (status, bytes, time to first byte, total time).
+//
+// # Comparison
+//
+// Replay keeps no comparison logic. With Config.Verdict set (the pipeline
+// sets it whenever there are targets), it joins, for every request sent to
+// at least one target, production's response (Response, from the mirror)
+// with every target's outcome — an answer (status, header, the first
+// CompareBodyBytes body bytes, an FNV-1a 64 hash and the length of the whole
+// body, time to first byte) or a failure (connect, timeout, reset, error;
+// stopped while draining) — and, once all are in, hands one
+// verdict.Exchange to the comparison stage. Targets that dropped the request
+// (queue, rate, stopped) are not part of it. A --baseline target is one more
+// target whose answers are marked Baseline. Bodies held in joins are bounded
+// by CompareBudget process-wide: an exchange that does not fit is counted
+// uncompared "budget" for each target; a full join table counts
+// "untracked", a request that cannot be rebuilt "invalid". Without a
+// comparison stage nothing is joined, kept or hashed.
 //
 // # Timing
 //
@@ -33,7 +49,14 @@
 //	Accepted = Replayed (by status class) + Dropped (queue, rate, stopped)
 //	         + Failed (connect, timeout, drain, invalid, error) + Queued + InFlight
 //
-// Queued and InFlight are zero once Drain has returned; Snapshot reads the
-// counters one by one, so the identity is exact only when the replayer is
-// quiescent. StatsSnapshot.Check verifies it.
+// With a comparison stage, for each target:
+//
+//	Replayed + Failed = Compared + Uncompared + Awaiting
+//
+// (Awaiting: answers whose exchange still waits for production's response).
+//
+// Queued, InFlight and Awaiting are zero once Drain has returned and every
+// Response has been given; Snapshot reads the counters one by one, so the
+// identities are exact only when the replayer is quiescent.
+// StatsSnapshot.Check verifies them.
 package replay

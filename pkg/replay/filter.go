@@ -77,10 +77,32 @@ func sampleKeyOf(k SampleKey, ex *httpx.Exchange, buf []byte) (key []byte, fallb
 		if v, ok := cookieValue(ex.Req.Fields, k.Name); ok {
 			return v, false
 		}
+	case SampleXFF:
+		if v := lastForwardedFor(ex.Req.Fields); len(v) > 0 {
+			return v, false
+		}
 	default:
 		return ex.Conn.Client.Addr().Unmap().AppendTo(buf[:0]), false
 	}
 	return ex.Conn.Client.Addr().Unmap().AppendTo(buf[:0]), true
+}
+
+// lastForwardedFor returns the last address of the last X-Forwarded-For
+// header: the one the nearest proxy (the load balancer) appended.
+func lastForwardedFor(fields []httpx.Field) []byte {
+	for i := len(fields) - 1; i >= 0; i-- {
+		if !bytes.EqualFold(fields[i].Name, []byte("X-Forwarded-For")) {
+			continue
+		}
+		v := fields[i].Value
+		if j := bytes.LastIndexByte(v, ','); j >= 0 {
+			v = v[j+1:]
+		}
+		if v = bytes.TrimSpace(v); len(v) > 0 {
+			return v
+		}
+	}
+	return nil
 }
 
 // cookieValue finds the named cookie in the request's Cookie headers.

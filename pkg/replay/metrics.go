@@ -6,16 +6,17 @@ import (
 
 // Collectors returns the replay stage's Prometheus collectors, for the
 // caller to register: the outcome counters (read from Stats at scrape time),
-// the comparison table, and per-target latency and TTFB histograms.
+// the bytes held for comparison, and per-target latency and TTFB histograms.
+// The comparison's own series come from pkg/verdict.
 func (r *Replayer) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{newStatsCollector(r), r.latency, r.ttfb}
 }
 
 type statsCollector struct {
-	r                                                   *Replayer
-	requests, filtered, accepted                        *prometheus.Desc
-	replayed, dropped, failed, queued, inflight         *prometheus.Desc
-	compare, mismatch, noProduction, untracked, keyMiss *prometheus.Desc
+	r                                           *Replayer
+	requests, filtered, accepted                *prometheus.Desc
+	replayed, dropped, failed, queued, inflight *prometheus.Desc
+	compareBytes, keyMiss                       *prometheus.Desc
 }
 
 func newStatsCollector(r *Replayer) *statsCollector {
@@ -32,17 +33,14 @@ func newStatsCollector(r *Replayer) *statsCollector {
 		failed:       d("failed_total", "Requests sent or attempted without an answer, by reason.", "target", "reason"),
 		queued:       d("queued", "Requests waiting in the target's queue.", "target"),
 		inflight:     d("inflight", "Requests being sent to the target.", "target"),
-		compare:      d("compare_total", "Answers by production's status class and the shadow's.", "target", "production", "shadow"),
-		mismatch:     d("mismatch_total", "Answers that differ from production's, by kind: status, body_length.", "target", "kind"),
-		noProduction: d("compare_no_production_total", "Answers without production's response to compare with.", "target"),
-		untracked:    d("compare_untracked_total", "Answers not compared because the comparison table was full.", "target"),
+		compareBytes: d("compare_held_bytes", "Bytes of production and shadow bodies held for comparison, at most --compare-budget."),
 		keyMiss:      d("sample_key_missing_total", "Sampling decisions made on the client address because the key header or cookie was absent."),
 	}
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.filtered, c.accepted, c.replayed, c.dropped, c.failed,
-		c.queued, c.inflight, c.compare, c.mismatch, c.noProduction, c.untracked, c.keyMiss} {
+		c.queued, c.inflight, c.compareBytes, c.keyMiss} {
 		ch <- d
 	}
 }
@@ -77,17 +75,5 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.queued, t.Queued, t.Target)
 		gauge(c.inflight, t.InFlight, t.Target)
 	}
-	for _, t := range c.r.Compare().Targets {
-		for p := range t.Pairs {
-			for sh := range t.Pairs[p] {
-				if v := t.Pairs[p][sh]; v > 0 {
-					counter(c.compare, v, t.Target, Class(p).String(), Class(sh).String())
-				}
-			}
-		}
-		counter(c.mismatch, t.StatusMismatch, t.Target, "status")
-		counter(c.mismatch, t.BodyLenMismatch, t.Target, "body_length")
-		counter(c.noProduction, t.NoProduction, t.Target)
-		counter(c.untracked, t.Untracked, t.Target)
-	}
+	gauge(c.compareBytes, uint64(max(c.r.cmp.held.Load(), 0)))
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -19,11 +18,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/shadowtap/shadowtap/pkg/httpx"
+	"github.com/shadowtap/shadowtap/pkg/verdict"
 )
-
-// maxJoins bounds the table of replayed exchanges awaiting production's
-// response. Beyond it, answers are still counted but not compared.
-const maxJoins = 1 << 16
 
 var _ httpx.Sink = (*Replayer)(nil)
 
@@ -42,8 +38,7 @@ type Replayer struct {
 	intake  sync.RWMutex
 	stopped bool // guarded by intake: queues closed, no more sends
 
-	joinMu sync.Mutex
-	joins  map[*httpx.Exchange]*join
+	cmp compareState // with Config.Verdict only
 
 	runMu      sync.Mutex
 	started    bool
@@ -61,6 +56,7 @@ type target struct {
 	url       *url.URL
 	basePath  string // without trailing slash
 	name      string
+	baseline  bool          // the --baseline target (old code)
 	addr      string        // host:port to dial
 	tlsConfig *tls.Config   // nil: plain http
 	limiter   *rate.Limiter // nil: unlimited
@@ -73,32 +69,8 @@ type target struct {
 // job is one request for one target. The job holds a reference on ex.
 type job struct {
 	ex *httpx.Exchange
-	j  *join // nil when not compared
-}
-
-// join meets production's response and the targets' answers for one
-// exchange, whichever comes first.
-type join struct {
-	mu       sync.Mutex
-	prodDone bool
-	prod     prodResult
-	pending  []pendingResult // answers that came before production's response
-}
-
-type prodResult struct {
-	status    int // 0: absent
-	bodyLen   int64
-	bodyKnown bool
-}
-
-type shadowResult struct {
-	status int
-	bytes  int64
-}
-
-type pendingResult struct {
-	t *target
-	r shadowResult
+	j  *join     // nil when not compared
+	at time.Time // when it was dispatched, with Config.ReplayDelay only
 }
 
 // New checks cfg, applies its defaults and returns a Replayer. Call Run to
@@ -122,7 +94,6 @@ func New(cfg Config, log *slog.Logger) (*Replayer, error) {
 		threshold: uint64(math.Round(cfg.SamplePercent / 100 * sampleScale)),
 		rw:        newRewriter(&cfg),
 		now:       time.Now,
-		joins:     make(map[*httpx.Exchange]*join),
 		done:      make(chan struct{}),
 		startedCh: make(chan struct{}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -139,12 +110,22 @@ func New(cfg Config, log *slog.Logger) (*Replayer, error) {
 	for _, m := range cfg.Methods {
 		r.methods = append(r.methods, []byte(strings.ToUpper(m)))
 	}
+	if cfg.Verdict != nil {
+		r.cmp.joins = make(map[*httpx.Exchange]*join)
+	}
 	for _, u := range cfg.Targets {
 		r.targets = append(r.targets, r.newTarget(u))
 	}
+	if cfg.Baseline != nil {
+		t := r.newTarget(cfg.Baseline)
+		t.baseline = true
+		r.targets = append(r.targets, t)
+	}
 	for _, t := range r.targets {
+		t.stats.baseline = t.baseline
 		r.stats.targets = append(r.stats.targets, t.stats)
 	}
+	r.stats.comparing = cfg.Verdict != nil
 	return r, nil
 }
 
@@ -184,15 +165,6 @@ func (r *Replayer) newTarget(u *url.URL) *target {
 
 // Stats returns the live counters.
 func (r *Replayer) Stats() *Stats { return &r.stats }
-
-// Compare returns the comparison of the shadow's answers with production's.
-func (r *Replayer) Compare() CompareSnapshot {
-	out := CompareSnapshot{Targets: make([]TargetCompare, len(r.targets))}
-	for i, t := range r.targets {
-		out.Targets[i] = t.stats.compareSnapshot()
-	}
-	return out
-}
 
 // Request is called by the parser for every complete request. It decides
 // whether to replay it and queues it to every target; it never blocks.
@@ -266,7 +238,14 @@ func (r *Replayer) sampled(ex *httpx.Exchange) bool {
 
 // dispatch offers an accepted request to every target without blocking.
 func (r *Replayer) dispatch(ex *httpx.Exchange) {
-	j := r.track(ex)
+	var j *join
+	if r.cfg.Verdict != nil {
+		j = r.track(ex)
+	}
+	var at time.Time
+	if r.cfg.ReplayDelay > 0 {
+		at = time.Now()
+	}
 	sent := 0
 	now := r.now()
 	r.intake.RLock()
@@ -285,10 +264,16 @@ func (r *Replayer) dispatch(ex *httpx.Exchange) {
 			}
 		}
 		ex.Retain()
+		if j != nil {
+			j.left.Add(1) // before the worker can answer
+		}
 		select {
-		case t.queue <- job{ex: ex, j: j}:
+		case t.queue <- job{ex: ex, j: j, at: at}:
 			sent++
 		default:
+			if j != nil {
+				j.left.Add(-1)
+			}
 			ex.Release()
 			if res != nil {
 				res.CancelAt(now) // give the token back: nothing was sent
@@ -297,88 +282,34 @@ func (r *Replayer) dispatch(ex *httpx.Exchange) {
 		}
 	}
 	r.intake.RUnlock()
-	if sent == 0 && j != nil {
-		r.joinMu.Lock()
-		delete(r.joins, ex)
-		r.joinMu.Unlock()
+	if j != nil {
+		if sent == 0 {
+			// Nothing to compare: no target was sent the request.
+			r.untrack(ex)
+			return
+		}
+		r.part(j) // dispatch's hold
 	}
-}
-
-// track registers ex to meet production's response; nil when the table is full.
-func (r *Replayer) track(ex *httpx.Exchange) *join {
-	r.joinMu.Lock()
-	defer r.joinMu.Unlock()
-	if len(r.joins) >= maxJoins {
-		return nil
-	}
-	j := &join{}
-	r.joins[ex] = j
-	return j
 }
 
 // Response is called by the parser once per request, after Request, with
-// production's response (or ex.Resp nil and ex.Reason). It records what is
-// needed for the comparison and never blocks.
+// production's response (or ex.Resp nil and ex.Reason). With a comparison
+// stage it records production's side of the exchange; it never blocks.
 func (r *Replayer) Response(ex *httpx.Exchange) {
-	r.joinMu.Lock()
-	j, ok := r.joins[ex]
-	if ok {
-		delete(r.joins, ex)
+	if r.cfg.Verdict == nil {
+		return
 	}
-	r.joinMu.Unlock()
+	r.cmp.mu.Lock()
+	j, ok := r.cmp.joins[ex]
+	if ok {
+		delete(r.cmp.joins, ex)
+	}
+	r.cmp.mu.Unlock()
 	if !ok {
 		return
 	}
-	var p prodResult
-	if ex.Resp != nil && ex.Resp.Status > 0 {
-		p.status = ex.Resp.Status
-		if ex.Reason == httpx.RespOK && !ex.Resp.TooLarge {
-			p.bodyLen, p.bodyKnown = ex.Resp.BodyLen, true
-		}
-	}
-	j.mu.Lock()
-	j.prodDone, j.prod = true, p
-	pending := j.pending
-	j.pending = nil
-	j.mu.Unlock()
-	for _, pr := range pending {
-		compare(pr.t, p, pr.r)
-	}
-}
-
-// record files a target's answer for comparison.
-func (r *Replayer) record(t *target, j *join, s shadowResult) {
-	if j == nil {
-		t.stats.untracked.Add(1)
-		return
-	}
-	j.mu.Lock()
-	if !j.prodDone {
-		j.pending = append(j.pending, pendingResult{t: t, r: s})
-		j.mu.Unlock()
-		return
-	}
-	p := j.prod
-	j.mu.Unlock()
-	compare(t, p, s)
-}
-
-func compare(t *target, p prodResult, s shadowResult) {
-	pc := ClassNone
-	if p.status != 0 {
-		pc = ClassOf(p.status)
-	}
-	t.stats.pairs[pc][ClassOf(s.status)].Add(1)
-	if p.status == 0 {
-		t.stats.noProduction.Add(1)
-		return
-	}
-	if p.status != s.status {
-		t.stats.statusMismatch.Add(1)
-	}
-	if p.bodyKnown && p.bodyLen != s.bytes {
-		t.stats.bodyLenMismatch.Add(1)
-	}
+	r.production(j, ex)
+	r.part(j)
 }
 
 // Run starts MaxInflight workers per target and returns when they have
@@ -435,6 +366,7 @@ func (r *Replayer) Drain(ctx context.Context) error {
 			for _, t := range r.targets {
 				for jb := range t.queue {
 					t.stats.failed[failDrain].Add(1)
+					r.result(t, jb.j, failAnswer(failDrain, nil), "")
 					jb.ex.Release()
 				}
 			}
@@ -492,8 +424,21 @@ func (r *Replayer) worker(ctx context.Context, t *target) {
 // counts its outcome. Every request body it hands out is closed before it
 // returns, so jb.ex may be released then.
 func (r *Replayer) replay(ctx context.Context, t *target, c *conn, jb job) {
+	if d := r.cfg.ReplayDelay; d > 0 {
+		// Held so the replica can catch up with production's writes; the
+		// request stays counted in flight meanwhile.
+		if wait := time.Until(jb.at.Add(d)); wait > 0 {
+			timer := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+			case <-timer.C:
+			}
+			timer.Stop()
+		}
+	}
 	if ctx.Err() != nil {
 		t.stats.failed[failDrain].Add(1)
+		r.result(t, jb.j, failAnswer(failDrain, nil), "")
 		return
 	}
 	ex := jb.ex
@@ -501,23 +446,23 @@ func (r *Replayer) replay(ctx context.Context, t *target, c *conn, jb job) {
 	var bodies sync.WaitGroup
 	req, err := r.rw.build(ctx, t.url, t.basePath, ex, &bodies)
 	if err != nil {
-		r.fail(ctx, t, ex, failInvalid, err)
+		r.fail(ctx, t, jb, failInvalid, err)
 		return
 	}
 	resp, err := c.roundTrip(ctx, req, start)
 	if err != nil {
-		r.fail(ctx, t, ex, classifyErr(ctx, err), err)
+		r.fail(ctx, t, jb, classifyErr(ctx, err), err)
 		return
 	}
 	// roundTrip returns once the final response head (status line and
 	// headers, after any 1xx interim responses) has been read: that is the
 	// "time to first byte" measured. It includes the time to read the head.
 	head := time.Since(start)
-	n, err := drain(resp.Body, c.buf)
+	b, err := r.readBody(resp.Body, c.buf, jb.j, resp.ContentLength)
 	if err != nil {
 		// Not resp.Body.Close: it would read the rest from the connection.
 		c.close()
-		r.fail(ctx, t, ex, classifyErr(ctx, err), err)
+		r.fail(ctx, t, jb, classifyErr(ctx, err), err)
 		return
 	}
 	resp.Body.Close() // at EOF: nothing left to read
@@ -526,29 +471,19 @@ func (r *Replayer) replay(ctx context.Context, t *target, c *conn, jb job) {
 	t.stats.replayed[ClassOf(resp.StatusCode)].Add(1)
 	t.latency.Observe(total.Seconds())
 	t.ttfb.Observe(head.Seconds())
-	r.record(t, jb.j, shadowResult{status: resp.StatusCode, bytes: n})
+	if r.cfg.Verdict != nil {
+		r.result(t, jb.j, verdict.Answer{Response: &verdict.Response{
+			Status: resp.StatusCode, Header: resp.Header,
+			Body: b.kept, BodyLen: b.n, BodyComplete: b.complete, BodyHash: b.hash,
+			Latency: head,
+		}}, "")
+	}
 }
 
 // drainBufSize is each worker's buffer for reading response bodies: larger
 // than the connection's 4 KiB read buffer, so a large body takes fewer read
 // calls (bufio reads into it directly).
 const drainBufSize = 32 << 10
-
-// drain reads body to its end into buf and returns the number of bytes
-// read; like io.Copy to io.Discard, reaching EOF is not an error.
-func drain(body io.Reader, buf []byte) (int64, error) {
-	var n int64
-	for {
-		m, err := body.Read(buf)
-		n += int64(m)
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
-}
 
 // classifyErr says why a request failed; ctx is the worker's context.
 func classifyErr(ctx context.Context, err error) failReason {
@@ -566,8 +501,14 @@ func classifyErr(ctx context.Context, err error) failReason {
 	return failError
 }
 
-func (r *Replayer) fail(ctx context.Context, t *target, ex *httpx.Exchange, reason failReason, err error) {
+func (r *Replayer) fail(ctx context.Context, t *target, jb job, reason failReason, err error) {
 	t.stats.failed[reason].Add(1)
+	if reason == failInvalid {
+		r.result(t, jb.j, verdict.Answer{}, UncomparedInvalid)
+	} else {
+		r.result(t, jb.j, failAnswer(reason, err), "")
+	}
+	ex := jb.ex
 	if !r.log.Enabled(ctx, slog.LevelDebug) {
 		return
 	}

@@ -49,23 +49,24 @@ type Stats struct {
 	tooLarge       atomic.Uint64
 	accepted       atomic.Uint64
 	keyMissing     atomic.Uint64 // sampled on the client address because the key was absent
+	comparing      bool
 	targets        []*targetStats
 }
 
 // targetStats are the counters of one target.
 type targetStats struct {
 	name     string
+	baseline bool
 	replayed [NumClasses]atomic.Uint64
 	dropped  [numDrop]atomic.Uint64
 	failed   [numFail]atomic.Uint64
 	inflight atomic.Int64
 	queued   func() int
 
-	pairs           [NumClasses][NumClasses]atomic.Uint64
-	noProduction    atomic.Uint64
-	statusMismatch  atomic.Uint64
-	bodyLenMismatch atomic.Uint64
-	untracked       atomic.Uint64
+	// With a comparison stage: answers (and failures) handed to it in an
+	// exchange, counted uncompared by replay, and waiting in a join.
+	compared, uncompared atomic.Uint64
+	awaiting             atomic.Int64
 }
 
 type dropReason uint8
@@ -101,6 +102,7 @@ type StatsSnapshot struct {
 	TooLarge         uint64 // the parser flagged the request too large to replay
 	Accepted         uint64 // passed every filter: offered to every target
 	SampleKeyMissing uint64 // sampled on the client address: key header or cookie absent (not an outcome)
+	Comparing        bool   // a comparison stage is configured (Config.Verdict)
 	Targets          []TargetSnapshot
 }
 
@@ -113,6 +115,14 @@ type TargetSnapshot struct {
 	FailedConnect, FailedTimeout, FailedDrain uint64
 	FailedInvalid, FailedError                uint64
 	Queued, InFlight                          uint64 // not yet ended
+	// Baseline is the --baseline target.
+	Baseline bool
+	// With a comparison stage, every answered or failed request ends in
+	// one of: Compared (handed to the stage in an exchange, answer or
+	// failure), Uncompared (counted by replay: untracked, budget, invalid)
+	// or Awaiting (its exchange still waits for production's response or
+	// another target's answer).
+	Compared, Uncompared, Awaiting uint64
 }
 
 // ReplayedTotal is the number of requests the target answered.
@@ -147,6 +157,13 @@ func (s StatsSnapshot) Check() error {
 			errs = append(errs, fmt.Errorf("target %s: accepted %d != replayed %d + dropped %d + failed %d + queued %d + in flight %d (= %d)",
 				t.Target, s.Accepted, t.ReplayedTotal(), t.Dropped(), t.Failed(), t.Queued, t.InFlight, sum))
 		}
+		if !s.Comparing {
+			continue
+		}
+		if sum := t.Compared + t.Uncompared + t.Awaiting; sum != t.ReplayedTotal()+t.Failed() {
+			errs = append(errs, fmt.Errorf("target %s: replayed %d + failed %d != compared %d + uncompared %d + awaiting %d (= %d)",
+				t.Target, t.ReplayedTotal(), t.Failed(), t.Compared, t.Uncompared, t.Awaiting, sum))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -161,6 +178,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		TooLarge:         s.tooLarge.Load(),
 		Accepted:         s.accepted.Load(),
 		SampleKeyMissing: s.keyMissing.Load(),
+		Comparing:        s.comparing,
 		Targets:          make([]TargetSnapshot, len(s.targets)),
 	}
 	for i, t := range s.targets {
@@ -181,45 +199,10 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		if n := t.inflight.Load(); n > 0 {
 			ts.InFlight = uint64(n)
 		}
-	}
-	return out
-}
-
-// CompareSnapshot compares the shadow's answers with production's, per target.
-type CompareSnapshot struct {
-	Targets []TargetCompare
-}
-
-// TargetCompare counts, for the requests one target answered, the pairs
-// (production's status class, the shadow's status class).
-type TargetCompare struct {
-	Target string
-	// Pairs[production][shadow]; production ClassNone means production's
-	// response never came (gap, connection closed, parser gave up).
-	Pairs [NumClasses][NumClasses]uint64
-	// NoProduction is the number of answers without production's response
-	// to compare with (the sum of Pairs[ClassNone]).
-	NoProduction uint64
-	// StatusMismatch counts answers whose status code differs from
-	// production's; BodyLenMismatch those whose body length differs (only
-	// where production's whole body was seen).
-	StatusMismatch, BodyLenMismatch uint64
-	// Untracked counts answers not compared because the table of exchanges
-	// awaiting production's response was full.
-	Untracked uint64
-}
-
-func (t *targetStats) compareSnapshot() TargetCompare {
-	out := TargetCompare{
-		Target:          t.name,
-		NoProduction:    t.noProduction.Load(),
-		StatusMismatch:  t.statusMismatch.Load(),
-		BodyLenMismatch: t.bodyLenMismatch.Load(),
-		Untracked:       t.untracked.Load(),
-	}
-	for p := range t.pairs {
-		for s := range t.pairs[p] {
-			out.Pairs[p][s] = t.pairs[p][s].Load()
+		ts.Baseline = t.baseline
+		ts.Compared, ts.Uncompared = t.compared.Load(), t.uncompared.Load()
+		if n := t.awaiting.Load(); n > 0 {
+			ts.Awaiting = uint64(n)
 		}
 	}
 	return out

@@ -13,9 +13,6 @@ import (
 	"time"
 )
 
-// Redacted replaces secret values in the diff log.
-const Redacted = "REDACTED"
-
 // Reasons a diff log line was not written (shadowtap_verdict_difflog_skipped_total).
 const (
 	SkipRate   = "rate"   // beyond --diff-log-examples lines per route and kind this minute
