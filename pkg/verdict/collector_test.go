@@ -101,8 +101,8 @@ func TestSeriesCap(t *testing.T) {
 	var xs []*Exchange
 	for i := 0; i < 10000; i++ {
 		p := fmt.Sprintf("/r%d/x", i) // "r123" is a literal segment: a distinct route each
-		prod := resp(200, time.Duration(i)*time.Microsecond)
-		xs = append(xs, ex("GET", p, prod, shadow(resp(500, time.Millisecond))),
+		prod := mkResp(200, time.Duration(i)*time.Microsecond)
+		xs = append(xs, ex("GET", p, prod, shadow(mkResp(500, time.Millisecond))),
 			ex("GET", p, prod, Answer{Target: "shadow", Error: "reset"}))
 	}
 	d := run(t, e, xs...)
@@ -141,11 +141,11 @@ func TestSeriesCap(t *testing.T) {
 func TestCollectorFamilies(t *testing.T) {
 	e := newTestEngine(t, func(c *Config) { c.Baseline = "base" })
 	d := run(t, e,
-		ex("GET", "/a", resp(200, time.Millisecond), shadow(resp(200, time.Millisecond)), Answer{Target: "base", Response: resp(200, time.Millisecond)}),
-		ex("GET", "/a", resp(200, time.Millisecond), shadow(resp(503, time.Millisecond)), Answer{Target: "base", Response: resp(200, time.Millisecond)}),
-		ex("GET", "/b", resp(404, time.Millisecond), shadow(resp(200, time.Millisecond)), Answer{Target: "base", Response: resp(200, time.Millisecond)}),
-		ex("GET", "/c", resp(200, time.Millisecond), Answer{Target: "shadow", Error: "connect"}),
-		&Exchange{Method: "GET", Path: "/a", ProductionMissing: "gap", Answers: []Answer{shadow(resp(302, 0))}},
+		ex("GET", "/a", mkResp(200, time.Millisecond), shadow(mkResp(200, time.Millisecond)), Answer{Target: "base", Response: mkResp(200, time.Millisecond)}),
+		ex("GET", "/a", mkResp(200, time.Millisecond), shadow(mkResp(503, time.Millisecond)), Answer{Target: "base", Response: mkResp(200, time.Millisecond)}),
+		ex("GET", "/b", mkResp(404, time.Millisecond), shadow(mkResp(200, time.Millisecond)), Answer{Target: "base", Response: mkResp(200, time.Millisecond)}),
+		ex("GET", "/c", mkResp(200, time.Millisecond), Answer{Target: "shadow", Error: "connect"}),
+		&Exchange{Method: "GET", Path: "/a", ProductionMissing: "gap", Answers: []Answer{shadow(mkResp(302, 0))}},
 		ex("GET", "/a", &Response{Status: 200, BodyLen: 10}, shadow(&Response{Status: 200, BodyLen: 12})),
 	)
 	mfs := gather(t, e)
@@ -160,8 +160,9 @@ func TestCollectorFamilies(t *testing.T) {
 		want   float64
 	}{
 		{MetricCompared, map[string]string{"target": "shadow", "route": "GET /a"}, 3},
-		{MetricDiffering, map[string]string{"target": "shadow", "route": "GET /a"}, 1},
+		{MetricDiffering, map[string]string{"target": "shadow", "route": "GET /a"}, 2}, // 503, and 12 body bytes for 10
 		{MetricDifferences, map[string]string{"target": "shadow", "route": "GET /a", "kind": "status"}, 1},
+		{MetricDifferences, map[string]string{"target": "shadow", "route": "GET /a", "kind": "body"}, 1},
 		{MetricDifferences, map[string]string{"target": "shadow", "route": "GET /c", "kind": "shadow_error"}, 1},
 		// /b: the baseline also answered 200 where production said 404: noise.
 		{MetricDiffering, map[string]string{"target": "shadow", "route": "GET /b"}, 0},
@@ -192,7 +193,7 @@ func TestCollectorFamilies(t *testing.T) {
 		}
 	}
 	// differences_total only for kinds that occurred.
-	if _, ok := value(mfs, MetricDifferences, map[string]string{"target": "shadow", "route": "GET /a", "kind": "body"}); ok {
+	if _, ok := value(mfs, MetricDifferences, map[string]string{"target": "shadow", "route": "GET /a", "kind": "cookie"}); ok {
 		t.Error("differences_total exported for a kind that never occurred")
 	}
 	// The baseline has no verdict series of its own.

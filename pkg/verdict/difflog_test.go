@@ -79,8 +79,8 @@ func readLines(t *testing.T, path string) []DiffLogLine {
 func TestDiffLogLines(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "diff.jsonl")
 	e := newTestEngine(t, func(c *Config) { c.DiffLog = path; c.RedactHeaders = []string{"x-api-key"} })
-	x := ex("GET", "/users/42", resp(200, 3*time.Millisecond), shadow(resp(500, 25*time.Millisecond)),
-		Answer{Target: "shadow-b", Error: "timeout"}, Answer{Target: "shadow-c", Response: resp(200, time.Millisecond)})
+	x := ex("GET", "/users/42", mkResp(200, 3*time.Millisecond), shadow(mkResp(500, 25*time.Millisecond)),
+		Answer{Target: "shadow-b", Error: "timeout"}, Answer{Target: "shadow-c", Response: mkResp(200, time.Millisecond)})
 	x.Query = "token=s3cret&page=2"
 	run(t, e, x)
 	lines := readLines(t, path)
@@ -125,8 +125,8 @@ func TestDiffLogRate(t *testing.T) {
 	var mu sync.Mutex
 	now := testNow
 	e.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	status := func(p string) *Exchange { return ex("GET", p, resp(200, 0), shadow(resp(500, 0))) }
-	failed := func(p string) *Exchange { return ex("GET", p, resp(200, 0), Answer{Target: "shadow", Error: "reset"}) }
+	status := func(p string) *Exchange { return ex("GET", p, mkResp(200, 0), shadow(mkResp(500, 0))) }
+	failed := func(p string) *Exchange { return ex("GET", p, mkResp(200, 0), Answer{Target: "shadow", Error: "reset"}) }
 	for i := 0; i < 5; i++ {
 		e.process(status("/a")) // 2 written, 3 skipped
 		e.process(failed("/a")) // another kind: its own 2
@@ -172,7 +172,7 @@ func TestDiffLogRotation(t *testing.T) {
 	e := newTestEngine(t, func(c *Config) { c.DiffLog = path; c.DiffLogMaxBytes = max; c.DiffLogExamples = 1000 })
 	var xs []*Exchange
 	for i := 0; i < 60; i++ {
-		xs = append(xs, ex("GET", "/r", resp(200, 0), shadow(resp(500, 0))))
+		xs = append(xs, ex("GET", "/r", mkResp(200, 0), shadow(mkResp(500, 0))))
 	}
 	run(t, e, xs...)
 	for _, p := range []string{path, path + ".1"} {
@@ -235,7 +235,7 @@ func TestDiffLogFlushedByRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go e.Run(ctx)
-	e.Submit(ex("GET", "/a", resp(200, 0), shadow(resp(500, 0))))
+	e.Submit(ex("GET", "/a", mkResp(200, 0), shadow(mkResp(500, 0))))
 	start := time.Now()
 	waitFor(t, func() bool { st, err := os.Stat(path); return err == nil && st.Size() > 0 })
 	if d := time.Since(start); d > 3*time.Second {

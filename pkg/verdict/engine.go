@@ -223,10 +223,16 @@ func parseIgnoreJSONPath(s string) (route, path string, err error) {
 		} else if !strings.HasPrefix(route, "/") {
 			return "", "", fmt.Errorf("%q: the route must be METHOD /path or /path", s)
 		}
+		if err := ValidateJSONPath(path); err != nil {
+			return "", "", fmt.Errorf("%q: %w", s, err)
+		}
 		return route, path, nil
 	}
 	if !strings.HasPrefix(s, "$") {
 		return "", "", fmt.Errorf("%q: want a JSON path ($.a.b) or ROUTE=$.a.b", s)
+	}
+	if err := ValidateJSONPath(s); err != nil {
+		return "", "", fmt.Errorf("%q: %w", s, err)
 	}
 	return "", s, nil
 }
@@ -418,11 +424,11 @@ type shadowResult struct {
 // stoppedError says whether an answer's Error means shadowtap was stopping.
 func stoppedError(s string) bool { return s == "stopped" || s == "drain" }
 
-// compareOne compares production's response with an answer. It is the one
-// place that calls the comparison, so that CompareDetailed can replace
-// Compare here.
+// compareOne compares production's response with an answer: the one place
+// that calls the comparison.
 func compareOne(prod, other *Response, opt *CompareOptions) (diffs []Difference, bodyUnverified bool) {
-	return Compare(prod, other, opt), false
+	res := CompareDetailed(prod, other, opt)
+	return res.Diffs, res.BodyUnverified
 }
 
 // options returns the comparison options for a route template.
@@ -436,7 +442,7 @@ func (e *Engine) options(tmpl string, x *Exchange) CompareOptions {
 		}
 	}
 	return CompareOptions{IgnoreHeaders: e.ignoreHeaders, IgnoreJSONPaths: paths, Host: x.Host,
-		Method: x.Method, MaxPaths: e.cfg.MaxPaths}
+		Method: x.Method, MaxPaths: e.cfg.MaxPaths, Path: x.Path, RedactHeaders: e.redact}
 }
 
 // process compares one exchange and counts the results.

@@ -34,7 +34,7 @@ func newTestEngine(t testing.TB, mod func(*Config)) *Engine {
 	return e
 }
 
-func resp(status int, latency time.Duration) *Response {
+func mkResp(status int, latency time.Duration) *Response {
 	return &Response{Status: status, Header: http.Header{}, BodyComplete: true, Latency: latency}
 }
 
@@ -121,12 +121,12 @@ func TestCompareOptionsPerRoute(t *testing.T) {
 // compared or uncompared by reason.
 func TestAccountingSums(t *testing.T) {
 	e := newTestEngine(t, func(c *Config) { c.Queue = 8 })
-	ok := resp(200, time.Millisecond)
+	ok := mkResp(200, time.Millisecond)
 	answers := func() []Answer {
 		return []Answer{
-			{Target: "a", Response: resp(200, time.Millisecond)},
-			{Target: "b", Response: resp(500, time.Millisecond)},
-			{Target: "base", Baseline: true, Response: resp(200, time.Millisecond)},
+			{Target: "a", Response: mkResp(200, time.Millisecond)},
+			{Target: "b", Response: mkResp(500, time.Millisecond)},
+			{Target: "base", Baseline: true, Response: mkResp(200, time.Millisecond)},
 		}
 	}
 	submitted := 0
@@ -218,8 +218,8 @@ func TestAccountingSums(t *testing.T) {
 func TestShadowError(t *testing.T) {
 	e := newTestEngine(t, nil)
 	d := run(t, e,
-		ex("GET", "/a/1", resp(200, time.Millisecond), Answer{Target: "shadow", Error: "timeout"}),
-		ex("GET", "/a/2", resp(200, time.Millisecond), Answer{Target: "shadow"}),
+		ex("GET", "/a/1", mkResp(200, time.Millisecond), Answer{Target: "shadow", Error: "timeout"}),
+		ex("GET", "/a/2", mkResp(200, time.Millisecond), Answer{Target: "shadow"}),
 	)
 	r := findRoute(d, "shadow", "GET /a/{id}")
 	if r == nil {
@@ -286,9 +286,9 @@ func TestBaselineNoise(t *testing.T) {
 			for _, s := range tc.steps {
 				b := Answer{Target: "baseline", Error: "timeout"} // named by Config.Baseline
 				if s.base != 0 {
-					b.Response = resp(s.base, time.Millisecond)
+					b.Response = mkResp(s.base, time.Millisecond)
 				}
-				xs = append(xs, ex("GET", s.path, resp(s.prod, time.Millisecond), b, shadow(resp(s.shad, time.Millisecond))))
+				xs = append(xs, ex("GET", s.path, mkResp(s.prod, time.Millisecond), b, shadow(mkResp(s.shad, time.Millisecond))))
 			}
 			d := run(t, e, xs...)
 			r := findRoute(d, "shadow", tc.route)
@@ -326,11 +326,11 @@ func TestTimelineBounded(t *testing.T) {
 	e := newTestEngine(t, nil)
 	var xs []*Exchange
 	for i := 0; i < timelineMinutes+30; i++ {
-		x := ex("GET", "/t", resp(200, 0), shadow(resp(200+i%2*300, 0)))
+		x := ex("GET", "/t", mkResp(200, 0), shadow(mkResp(200+i%2*300, 0)))
 		x.Time = testNow.Add(time.Duration(i) * time.Minute)
 		xs = append(xs, x)
 	}
-	old := ex("GET", "/t", resp(200, 0), shadow(resp(200, 0)))
+	old := ex("GET", "/t", mkResp(200, 0), shadow(mkResp(200, 0)))
 	old.Time = testNow.Add(-time.Hour) // older than the timeline keeps at the end
 	xs = append(xs, old)
 	d := run(t, e, xs...)
@@ -359,7 +359,7 @@ func TestTimelineOutOfOrder(t *testing.T) {
 	e := newTestEngine(t, nil)
 	var xs []*Exchange
 	for _, m := range []int{5, 2, 5, 9, 2, 0} {
-		x := ex("GET", "/t", resp(200, 0), shadow(resp(200, 0)))
+		x := ex("GET", "/t", mkResp(200, 0), shadow(mkResp(200, 0)))
 		x.Time = testNow.Add(time.Duration(m)*time.Minute + 13*time.Second)
 		xs = append(xs, x)
 	}
@@ -382,9 +382,9 @@ func TestDocumentJSONRoundTrip(t *testing.T) {
 		c.IgnoreJSONPaths = []string{"$.now"}
 	})
 	d := run(t, e,
-		ex("GET", "/users/1", resp(200, 3*time.Millisecond), baseline(resp(500, time.Millisecond)), shadow(resp(500, 40*time.Millisecond))),
-		ex("GET", "/users/2", resp(200, 3*time.Millisecond), baseline(resp(200, time.Millisecond)), shadow(resp(404, 40*time.Millisecond))),
-		ex("GET", "/items", resp(200, 3*time.Millisecond), baseline(resp(200, time.Millisecond)), Answer{Target: "shadow", Error: "reset"}),
+		ex("GET", "/users/1", mkResp(200, 3*time.Millisecond), baseline(mkResp(500, time.Millisecond)), shadow(mkResp(500, 40*time.Millisecond))),
+		ex("GET", "/users/2", mkResp(200, 3*time.Millisecond), baseline(mkResp(200, time.Millisecond)), shadow(mkResp(404, 40*time.Millisecond))),
+		ex("GET", "/items", mkResp(200, 3*time.Millisecond), baseline(mkResp(200, time.Millisecond)), Answer{Target: "shadow", Error: "reset"}),
 	)
 	b, err := json.Marshal(d)
 	if err != nil {
@@ -456,7 +456,7 @@ func normalizeTimes(d Document) Document {
 
 func TestHandler(t *testing.T) {
 	e := newTestEngine(t, nil)
-	run(t, e, ex("GET", "/a", resp(200, 0), shadow(resp(500, 0))))
+	run(t, e, ex("GET", "/a", mkResp(200, 0), shadow(mkResp(500, 0))))
 	srv := httptest.NewServer(e.Handler())
 	defer srv.Close()
 
@@ -491,7 +491,7 @@ func TestHandler(t *testing.T) {
 
 func TestWriteFile(t *testing.T) {
 	e := newTestEngine(t, nil)
-	run(t, e, ex("GET", "/a", resp(200, 0), shadow(resp(200, 0))))
+	run(t, e, ex("GET", "/a", mkResp(200, 0), shadow(mkResp(200, 0))))
 	dir := t.TempDir()
 	path := filepath.Join(dir, "verdict.json")
 	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
@@ -536,8 +536,8 @@ func TestConcurrent(t *testing.T) {
 		go func(w int) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				e.Submit(ex("GET", "/w/"+string(rune('a'+w))+"/"+string(rune('0'+i%10)), resp(200, time.Millisecond),
-					shadow(resp(200+i%2*300, time.Millisecond))))
+				e.Submit(ex("GET", "/w/"+string(rune('a'+w))+"/"+string(rune('0'+i%10)), mkResp(200, time.Millisecond),
+					shadow(mkResp(200+i%2*300, time.Millisecond))))
 			}
 		}(w)
 	}
