@@ -126,7 +126,9 @@ func TestDiffLogRate(t *testing.T) {
 	now := testNow
 	e.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	status := func(p string) *Exchange { return ex("GET", p, mkResp(200, 0), shadow(mkResp(500, 0))) }
-	failed := func(p string) *Exchange { return ex("GET", p, mkResp(200, 0), Answer{Target: "shadow", Error: "reset"}) }
+	failed := func(p string) *Exchange {
+		return ex("GET", p, mkResp(200, 0), Answer{Target: "shadow", Error: "reset"})
+	}
 	for i := 0; i < 5; i++ {
 		e.process(status("/a")) // 2 written, 3 skipped
 		e.process(failed("/a")) // another kind: its own 2
@@ -240,5 +242,43 @@ func TestDiffLogFlushedByRun(t *testing.T) {
 	waitFor(t, func() bool { st, err := os.Stat(path); return err == nil && st.Size() > 0 })
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("the line reached the file after %v", d)
+	}
+}
+
+// Secret header values never reach the diff log, through the whole engine.
+func TestDiffLogNoSecrets(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "diff.jsonl")
+	e := newTestEngine(t, func(c *Config) { c.DiffLog = path; c.RedactHeaders = []string{"x-api-key"} })
+	p := full(200, `{}`, "X-Api-Key: prod-key-1", "Authorization: Bearer prod-token", "Set-Cookie: sid=prodsession; Path=/", "Cache-Control: no-store")
+	s := full(200, `{}`, "X-Api-Key: shadow-key-2", "Www-Authenticate: Basic", "Set-Cookie: sid=shadowsession; Path=/; Secure")
+	run(t, e, ex("GET", "/k", p, shadow(s)))
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"prod-key-1", "shadow-key-2", "prod-token", "prodsession", "shadowsession"} {
+		if bytes.Contains(raw, []byte(secret)) {
+			t.Errorf("%q reached the diff log: %s", secret, raw)
+		}
+	}
+	lines := readLines(t, path)
+	if len(lines) != 1 {
+		t.Fatalf("%d lines, want 1", len(lines))
+	}
+	got := map[string]Difference{}
+	for _, d := range lines[0].Differences {
+		got[d.Field] = d
+	}
+	if d := got["X-Api-Key"]; d.Production != Redacted || d.Shadow != Redacted {
+		t.Errorf("X-Api-Key: %+v, want both REDACTED", d)
+	}
+	if d := got["Authorization"]; d.Production != Redacted || d.Shadow != "" {
+		t.Errorf("Authorization: %+v, want REDACTED and absent", d)
+	}
+	if d := got["Cache-Control"]; d.Production != "no-store" {
+		t.Errorf("Cache-Control: %+v, the value of an ordinary header is kept", d)
+	}
+	if !reflect.DeepEqual(lines[0].Kinds, []Kind{KindHeader, KindCookie}) {
+		t.Errorf("kinds %v, want header and cookie", lines[0].Kinds)
 	}
 }

@@ -3,6 +3,7 @@ package verdict
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -587,5 +588,119 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("timed out waiting")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// full builds a response with headers ("Name: value" lines) and a JSON body.
+func full(status int, body string, hdr ...string) *Response {
+	r := &Response{Status: status, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: []byte(body), BodyLen: int64(len(body)), BodyComplete: true, Latency: time.Millisecond}
+	for _, h := range hdr {
+		k, v, _ := strings.Cut(h, ": ")
+		r.Header.Add(k, v)
+	}
+	return r
+}
+
+// Baseline learning for every kind the comparison gives: a field that
+// differs between production and the baseline is noise; the same field
+// differing only on the shadow is a difference.
+func TestBaselineNoiseKinds(t *testing.T) {
+	type trio struct{ prod, base, shad *Response }
+	tests := []struct {
+		name      string
+		exchanges []trio
+		kinds     map[Kind]uint64 // on the last exchange's route, after noise
+		noise     map[Kind]uint64
+		fields    []string // noise fields with a count: "source kind field"
+	}{
+		{
+			name: "a header that varies on the baseline is noise",
+			exchanges: []trio{{
+				full(200, `{}`, "X-Served-By: a"), full(200, `{}`, "X-Served-By: b"), full(200, `{}`, "X-Served-By: c")}},
+			kinds: map[Kind]uint64{}, noise: map[Kind]uint64{KindHeader: 1},
+			fields: []string{"baseline-exchange header X-Served-By"},
+		},
+		{
+			name: "a header dropped by the shadow alone is a difference",
+			exchanges: []trio{{
+				full(200, `{}`, "Cache-Control: no-store"), full(200, `{}`, "Cache-Control: no-store"), full(200, `{}`)}},
+			kinds: map[Kind]uint64{KindHeader: 1}, noise: map[Kind]uint64{},
+		},
+		{
+			name: "a cookie scope the baseline also changes is noise",
+			exchanges: []trio{{
+				full(200, `{}`, "Set-Cookie: sid=1; Domain=.example.com; Path=/"),
+				full(200, `{}`, "Set-Cookie: sid=2; Path=/"),
+				full(200, `{}`, "Set-Cookie: sid=3; Path=/")}},
+			kinds: map[Kind]uint64{}, noise: map[Kind]uint64{KindCookie: 1},
+			fields: []string{"baseline-exchange cookie sid; Domain"},
+		},
+		{
+			name: "the cookie incident: the shadow alone drops Domain",
+			exchanges: []trio{{
+				full(200, `{}`, "Set-Cookie: sid=1; Domain=.example.com; Path=/"),
+				full(200, `{}`, "Set-Cookie: sid=2; Domain=.example.com; Path=/"),
+				full(200, `{}`, "Set-Cookie: sid=3; Path=/")}},
+			kinds: map[Kind]uint64{KindCookie: 1}, noise: map[Kind]uint64{},
+		},
+		{
+			name: "a JSON field learned at one index is noise at another",
+			exchanges: []trio{
+				{full(200, `{"items":[{"stock":3}]}`), full(200, `{"items":[{"stock":2}]}`), full(200, `{"items":[{"stock":3}]}`)},
+				{full(200, `{"items":[{"stock":1},{"stock":5}]}`), full(200, `{"items":[{"stock":1},{"stock":5}]}`), full(200, `{"items":[{"stock":1},{"stock":4}]}`)},
+			},
+			kinds: map[Kind]uint64{}, noise: map[Kind]uint64{KindBody: 1},
+			fields: []string{"baseline body $['items'][*]['stock']"},
+		},
+		{
+			name: "replica lag on one field, a real change on another",
+			exchanges: []trio{{
+				full(200, `{"seen":5,"price":10}`), full(200, `{"seen":4,"price":10}`), full(200, `{"seen":4,"price":12}`)}},
+			kinds: map[Kind]uint64{KindBody: 1}, noise: map[Kind]uint64{KindBody: 1},
+			fields: []string{"baseline-exchange body $['seen']"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEngine(t, nil)
+			var xs []*Exchange
+			for i, tr := range tc.exchanges {
+				xs = append(xs, ex("GET", fmt.Sprintf("/p/%d", i), tr.prod, baseline(tr.base), shadow(tr.shad)))
+			}
+			d := run(t, e, xs...)
+			r := findRoute(d, "shadow", "GET /p/{id}")
+			if r == nil {
+				t.Fatalf("no route: %+v", d.Routes)
+			}
+			if !reflect.DeepEqual(r.Kinds, tc.kinds) || !reflect.DeepEqual(r.Noise, tc.noise) {
+				t.Errorf("kinds %v noise %v, want %v and %v", r.Kinds, r.Noise, tc.kinds, tc.noise)
+			}
+			var fields []string
+			for _, f := range r.NoiseFields {
+				if f.Count > 0 {
+					fields = append(fields, f.Source+" "+string(f.Kind)+" "+f.Field)
+				}
+			}
+			if !reflect.DeepEqual(fields, tc.fields) {
+				t.Errorf("noise fields %q, want %q", fields, tc.fields)
+			}
+		})
+	}
+}
+
+// A body that cannot be verified still has its status, headers and
+// cookies compared, and is counted.
+func TestBodyUnverified(t *testing.T) {
+	e := newTestEngine(t, nil)
+	p := full(200, "xxxx", "Content-Encoding: x-unknown", "Cache-Control: no-store")
+	s := full(200, "yyyy", "Content-Encoding: x-unknown")
+	d := run(t, e, ex("GET", "/u", p, shadow(s)))
+	r := findRoute(d, "shadow", "GET /u")
+	if r == nil || r.Exchanges != 1 || r.Kinds[KindHeader] != 1 || r.Kinds[KindBody] != 0 {
+		t.Fatalf("route %+v: want compared, a header difference, no body one", r)
+	}
+	if v, _ := value(gather(t, e), MetricBodyUnverified, map[string]string{"target": "shadow"}); v != 1 {
+		t.Errorf("%s = %g, want 1", MetricBodyUnverified, v)
 	}
 }

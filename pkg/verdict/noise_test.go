@@ -10,6 +10,7 @@ func TestGeneralizeKey(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{"body $.items[3].price", "body $.items[*].price"},
 		{"body $[12][3]", "body $[*][*]"},
+		{"body $['items'][3]['price']", "body $['items'][*]['price']"}, // Compare's normalized form
 		{"body $['a[1]'][2]", "body $['a[1]'][*]"},
 		{`body $['it\'s[3]'][4]`, `body $['it\'s[3]'][*]`},
 		{"body $[]", "body $[]"},
