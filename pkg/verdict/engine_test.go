@@ -704,3 +704,18 @@ func TestBodyUnverified(t *testing.T) {
 		t.Errorf("%s = %g, want 1", MetricBodyUnverified, v)
 	}
 }
+
+// BenchmarkProcess is the engine's cost per exchange with one shadow and a
+// baseline: routing, two comparisons of a small JSON answer, noise and
+// counting (the diff log off).
+func BenchmarkProcess(b *testing.B) {
+	e := newTestEngine(b, nil)
+	body := `{"id":42,"name":"a","items":[{"id":1,"price":10},{"id":2,"price":20}],"total":30}`
+	prod := full(200, body, "Cache-Control: no-store", "Set-Cookie: sid=1; Path=/; HttpOnly")
+	base := full(200, body, "Cache-Control: no-store", "Set-Cookie: sid=2; Path=/; HttpOnly")
+	shad := full(200, strings.Replace(body, "30", "31", 1), "Set-Cookie: sid=3; Path=/; HttpOnly")
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		e.process(ex("GET", fmt.Sprintf("/users/%d/items", i%1000), prod, baseline(base), shadow(shad)))
+	}
+}
