@@ -359,6 +359,15 @@ scrape_configs:
 			t.Errorf("%s: decisions differ:\n%v\n%v", cmp.name, a, b)
 		}
 	}
+	// The report reads the same fleet.
+	page := filepath.Join(dir, "fleet.html")
+	rep := startInNS(t, lab, lab.RecvNS, os.Args[0], []string{mainEnv + "=1"}, "report", "--prometheus", "http://"+promAddr, "--html", page)
+	<-rep.done
+	if code := rep.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("report --prometheus --html: exit %d: %s", code, rep.out.String())
+	} else if b, err := os.ReadFile(page); err != nil || !strings.Contains(string(b), "GET /session") || !strings.Contains(string(b), `id="chart-share"`) {
+		t.Errorf("report --prometheus --html: %v; the page lacks the routes or the chart", err)
+	}
 	for i := range fleet.Routes {
 		f := fleet.Routes[i]
 		for _, b := range both.Routes {

@@ -265,6 +265,9 @@ func Judge(doc *verdict.Document, c Criteria) *Result {
 		res.ExitStatus = NotEnoughData.ExitStatus()
 		res.Reason = fmt.Sprintf("not enough data: %d exchanges compared%s, --min-exchanges is %d",
 			res.Exchanges, filterNote(c), c.MinExchanges)
+		if n, why := uncompared(doc.Totals.Uncompared); n > 0 {
+			res.Reason += fmt.Sprintf("; %d could not be compared (%s)", n, why)
+		}
 		return res
 	}
 
@@ -373,6 +376,30 @@ func Judge(doc *verdict.Document, c Criteria) *Result {
 	}
 	res.ExitStatus = res.Verdict.ExitStatus()
 	return res
+}
+
+// uncompared sums the exchanges that could not be compared and names the
+// reasons, most frequent first.
+func uncompared(m map[string]uint64) (uint64, string) {
+	var n uint64
+	var reasons []string
+	for r, c := range m {
+		if c > 0 {
+			n += c
+			reasons = append(reasons, r)
+		}
+	}
+	sort.Slice(reasons, func(i, j int) bool {
+		if m[reasons[i]] != m[reasons[j]] {
+			return m[reasons[i]] > m[reasons[j]]
+		}
+		return reasons[i] < reasons[j]
+	})
+	var parts []string
+	for _, r := range reasons {
+		parts = append(parts, fmt.Sprintf("%s %d", r, m[r]))
+	}
+	return n, strings.Join(parts, ", ")
 }
 
 func filterNote(c Criteria) string {

@@ -166,6 +166,17 @@ func TestJudge(t *testing.T) {
 	}
 }
 
+// TestNotEnoughDataSaysWhy: a receiver that sees only one direction of
+// the traffic compares nothing; the reason must say so, not just "0".
+func TestNotEnoughDataSaysWhy(t *testing.T) {
+	d := doc(rt("GET /a", 10, 0, nil, ms, ms))
+	d.Totals.Uncompared = map[string]uint64{"untracked": 5000, "busy": 3, "gap": 0}
+	res := Judge(d, DefaultCriteria())
+	if want := "; 5003 could not be compared (untracked 5000, busy 3)"; res.Verdict != NotEnoughData || !strings.HasSuffix(res.Reason, want) {
+		t.Errorf("%s: %q, want not enough data ending %q", res.Verdict, res.Reason, want)
+	}
+}
+
 func TestJudgeRouteOrder(t *testing.T) {
 	res := Judge(doc(rt("GET /a", 1000, 0, nil, ms, ms), rt("GET /b", 1000, 50, nil, ms, ms), rt("GET /c", 10, 5, nil, ms, ms)), DefaultCriteria())
 	var got []string
