@@ -91,6 +91,17 @@ struct {
 	__type(value, struct wake_state);
 } shadowtap_wake SEC(".maps");
 
+/* Ports of mirrored TCP segments that matched no served port, so shadowtap
+ * can say what the mirror carries when --ports matches nothing. A small
+ * sketch, not a count per port: slot = port % UNSERVED_SLOTS, the last port
+ * seen in a slot owns it. Per CPU, so no atomics. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, UNSERVED_SLOTS);
+	__type(key, __u32);
+	__type(value, struct unserved);
+} shadowtap_unsrv SEC(".maps");
+
 /* Events: struct event_hdr + payload. pkg/xdp sets the size. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -421,6 +432,23 @@ static __always_inline int source_allowed(int v6, struct iphdr *ip4, struct ipv6
 #define ROOM_L 1536
 #define ROOM_XL 4096
 
+/* note_unserved records the likely server port (the lower one) of a segment
+ * that matched no served port. */
+static __always_inline void note_unserved(__u32 sport, __u32 dport)
+{
+	__u32 port = sport < dport ? sport : dport;
+	__u32 slot = port % UNSERVED_SLOTS;
+	struct unserved *u = bpf_map_lookup_elem(&shadowtap_unsrv, &slot);
+
+	if (!u)
+		return;
+	if (u->port != port) {
+		u->port = port;
+		u->count = 0;
+	}
+	u->count++;
+}
+
 /* How often (in events per CPU) emit asks how much the ring holds. */
 #define WAKEUP_CHECK_EVERY 16
 
@@ -572,8 +600,10 @@ static __always_inline __u64 *inner(struct xdp_md *ctx, struct cursor *c, void *
 		hdr.direction = DIR_REQUEST;
 	} else {
 		served = bpf_map_lookup_elem(&shadowtap_ports, &sport);
-		if (!served || !*served)
+		if (!served || !*served) {
+			note_unserved(sport, dport);
 			return &st->drop_port;
+		}
 		hdr.direction = DIR_RESPONSE;
 	}
 

@@ -69,6 +69,13 @@ type ShadowtapStats struct {
 	Bytes         uint64
 }
 
+type ShadowtapUnserved struct {
+	_     structs.HostLayout
+	Port  uint32
+	Pad   uint32
+	Count uint64
+}
+
 type ShadowtapWakeState struct {
 	_        structs.HostLayout
 	LastCons uint64
@@ -83,6 +90,7 @@ const (
 	ShadowtapMapShadowtapRing  = "shadowtap_ring"
 	ShadowtapMapShadowtapSrcs  = "shadowtap_srcs"
 	ShadowtapMapShadowtapStats = "shadowtap_stats"
+	ShadowtapMapShadowtapUnsrv = "shadowtap_unsrv"
 	ShadowtapMapShadowtapVnis  = "shadowtap_vnis"
 	ShadowtapMapShadowtapWake  = "shadowtap_wake"
 	ShadowtapProgShadowtapXdp  = "shadowtap_xdp"
@@ -142,6 +150,7 @@ type ShadowtapMapSpecs struct {
 	ShadowtapRing  *ebpf.MapSpec `ebpf:"shadowtap_ring"`
 	ShadowtapSrcs  *ebpf.MapSpec `ebpf:"shadowtap_srcs"`
 	ShadowtapStats *ebpf.MapSpec `ebpf:"shadowtap_stats"`
+	ShadowtapUnsrv *ebpf.MapSpec `ebpf:"shadowtap_unsrv"`
 	ShadowtapVnis  *ebpf.MapSpec `ebpf:"shadowtap_vnis"`
 	ShadowtapWake  *ebpf.MapSpec `ebpf:"shadowtap_wake"`
 }
@@ -177,6 +186,7 @@ type ShadowtapMaps struct {
 	ShadowtapRing  *ebpf.Map `ebpf:"shadowtap_ring"`
 	ShadowtapSrcs  *ebpf.Map `ebpf:"shadowtap_srcs"`
 	ShadowtapStats *ebpf.Map `ebpf:"shadowtap_stats"`
+	ShadowtapUnsrv *ebpf.Map `ebpf:"shadowtap_unsrv"`
 	ShadowtapVnis  *ebpf.Map `ebpf:"shadowtap_vnis"`
 	ShadowtapWake  *ebpf.Map `ebpf:"shadowtap_wake"`
 }
@@ -187,6 +197,7 @@ func (m *ShadowtapMaps) Close() error {
 		m.ShadowtapRing,
 		m.ShadowtapSrcs,
 		m.ShadowtapStats,
+		m.ShadowtapUnsrv,
 		m.ShadowtapVnis,
 		m.ShadowtapWake,
 	)

@@ -83,10 +83,13 @@ func AppRoutes() []AppRoute {
 			},
 			Why: "production gzips at level 9, the shadow at level 1 or not at all: the same bytes, not a difference"},
 		{Route: "GET /session", Kind: "cookie",
-			Request: func(i int) Request { return Request{Target: "/session", Host: "shop.example.com"} },
-			Why:     "production sets sid with Domain=.shop.example.com, the shadow without Domain (issue 8's incident)"},
+			Request: func(i int) Request {
+				return Request{Target: "/session", Host: "shop.example.com",
+					Header: http.Header{"Cookie": {"sid=client-s3cret"}, "Authorization": {"Bearer auth-s3cret"}}}
+			},
+			Why: "production sets sid with Domain=.shop.example.com, the shadow without Domain (issue 8's incident)"},
 		{Route: "GET /report/{id}", Kind: "status",
-			Request: func(i int) Request { return Request{Target: fmt.Sprintf("/report/%d", 7000+i)} },
+			Request: func(i int) Request { return Request{Target: fmt.Sprintf("/report/%d?user=alice&format=csv", 7000+i)} },
 			Why:     "the shadow answers 500"},
 		{Route: "GET /page/{id}", Kind: "header",
 			Request: func(i int) Request { return Request{Target: fmt.Sprintf("/page/%d", 10+i)} },

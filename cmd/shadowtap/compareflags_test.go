@@ -9,7 +9,7 @@ import (
 // TestBadCompareFlags: the comparison flags are checked at start like the
 // others: exit status 2 and one line naming the flag or the value.
 func TestBadCompareFlags(t *testing.T) {
-	base := []string{"run", "--iface", "stx-none0", "--ports", "8080", "--metrics-addr", "", "--no-systemd", "--target", "http://shadow"}
+	base := []string{"run", "--iface", "stx-none0", "--ports", "8080", "--vni", "42", "--metrics-addr", "", "--no-systemd", "--target", "http://shadow"}
 	tests := []struct {
 		name string
 		args []string
@@ -21,7 +21,8 @@ func TestBadCompareFlags(t *testing.T) {
 		{"ignore header not a name", []string{"--ignore-header", "X Bad"}, "X Bad"},
 		{"redact header not a name", []string{"--redact-header", "a:b"}, "a:b"},
 		{"json path without $", []string{"--ignore-json-path", "items.price"}, "items.price"},
-		{"json path route without method", []string{"--ignore-json-path", "/users/{id}=$.x"}, "ROUTE=PATH"},
+		{"json path route not a path", []string{"--ignore-json-path", "users=$.x"}, "users=$.x"},
+		{"route placeholder not a segment", []string{"--route", "/users/id{id}"}, "/users/id{id}"},
 		{"route not a path", []string{"--route", "users/{id}"}, "users/{id}"},
 		{"max routes zero", []string{"--max-routes", "0"}, "--max-routes"},
 		{"diff log examples zero", []string{"--diff-log-examples", "0"}, "--diff-log-examples"},

@@ -468,3 +468,6 @@ func rxqOvfl(b []byte) (uint32, bool) {
 	}
 	return 0, false
 }
+
+// UnservedPorts reports the ports of segments dropped as drop_port.
+func (s *Socket) UnservedPorts() ([]event.PortCount, error) { return s.dec.UnservedPorts() }

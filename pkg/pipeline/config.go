@@ -19,6 +19,7 @@ import (
 
 	"github.com/shadowtap/shadowtap/pkg/capture"
 	"github.com/shadowtap/shadowtap/pkg/replay"
+	"github.com/shadowtap/shadowtap/pkg/verdict"
 )
 
 // Capture sources.
@@ -45,6 +46,10 @@ type Config struct {
 	Sockets    int
 	PcapFile   string
 	PcapSpeed  string // 1x | max
+	// AllowAnySource accepts mirror packets from any outer source and VNI
+	// when neither VNIs nor Sources is given (labs only: anyone who can
+	// reach the VXLAN port can then inject requests into the shadow fleet).
+	AllowAnySource bool
 
 	// Reassembly and parsing.
 	Shards         int
@@ -154,6 +159,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Ports) == 0 {
 		return errors.New("--ports is required: the TCP port(s) the mirrored service listens on, e.g. --ports 80,8080")
+	}
+	if len(c.VNIs) == 0 && len(c.Sources) == 0 && !c.AllowAnySource {
+		return errors.New("give --vni and/or --source (the mirror session's VNI, the mirrored ENIs' CIDR): without them anyone who can reach the VXLAN port injects requests into the shadow fleet; --allow-any-source accepts any (labs only)")
 	}
 	if c.VXLANPort == 0 {
 		return errors.New("--vxlan-port must be 1-65535")
@@ -275,24 +283,6 @@ func (c *Config) validateCompare() error {
 			return fmt.Errorf("header name %q (--ignore-header, --redact-header): not a valid HTTP header name", h)
 		}
 	}
-	for _, p := range c.IgnoreJSONPaths {
-		path := p
-		if route, rest, ok := strings.Cut(p, "="); ok && !strings.HasPrefix(p, "$") {
-			method, tmpl, ok := strings.Cut(route, " ")
-			if !ok || !validHeaderName(method) || !strings.HasPrefix(tmpl, "/") {
-				return fmt.Errorf("--ignore-json-path %q: want PATH or ROUTE=PATH, ROUTE as \"GET /users/{id}\"", p)
-			}
-			path = rest
-		}
-		if !strings.HasPrefix(path, "$") {
-			return fmt.Errorf("--ignore-json-path %q: a JSON path starts with $, e.g. $.items[*].updated_at", p)
-		}
-	}
-	for _, r := range c.Routes {
-		if !strings.HasPrefix(r, "/") {
-			return fmt.Errorf("--route %q: want a path template such as /users/{id}/posts", r)
-		}
-	}
 	switch {
 	case c.MaxRoutes < 1:
 		return fmt.Errorf("--max-routes %d: want at least 1", c.MaxRoutes)
@@ -306,6 +296,14 @@ func (c *Config) validateCompare() error {
 		return fmt.Errorf("--compare-body-bytes %d: want at least 1", c.CompareBodyBytes)
 	case c.CompareBudget < c.CompareBodyBytes:
 		return fmt.Errorf("--compare-budget %d: want at least --compare-body-bytes (%d)", c.CompareBudget, c.CompareBodyBytes)
+	}
+	// The engine's own checks (--route templates: /path or METHOD /path;
+	// --ignore-json-path: $.path or ROUTE=$.path), without opening the
+	// diff log.
+	vc := verdictConfig(*c)
+	vc.DiffLog = ""
+	if _, err := verdict.New(vc, nil); err != nil {
+		return err
 	}
 	return nil
 }

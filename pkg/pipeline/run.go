@@ -184,6 +184,9 @@ func build(cfg Config, log *slog.Logger) (*stages, error) {
 		sink = r
 	} else {
 		log.Warn("no --target given: observing only, nothing is replayed")
+		if cfg.DiffLog != "" || cfg.VerdictOut != "" {
+			log.Warn("no --target given: nothing is compared, --diff-log and --verdict-out stay unwritten")
+		}
 		p.observer = &observer{}
 		sink = p.observer
 	}

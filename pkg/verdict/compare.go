@@ -74,7 +74,7 @@ func Compare(prod, other *Response, opt *CompareOptions) []Difference {
 }
 
 // CompareDetailed is Compare that also says whether the bodies could be
-// verified.
+// verified. prod and other must not be nil.
 func CompareDetailed(prod, other *Response, opt *CompareOptions) Result {
 	if opt == nil {
 		opt = &CompareOptions{}
@@ -333,6 +333,10 @@ func compareBodies(prod, other *Response, opt *CompareOptions, res *Result) {
 		maxPaths := opt.MaxPaths
 		if maxPaths <= 0 {
 			maxPaths = defaultMaxPaths
+		}
+		if jsonValueBound(pb) > maxJSONValues || jsonValueBound(ob) > maxJSONValues {
+			res.BodyUnverified, res.UnverifiedReason = true, UnverifiedTooLarge
+			return
 		}
 		var pats []jsonPattern
 		for _, p := range opt.IgnoreJSONPaths {

@@ -328,6 +328,8 @@ func TestCompareBodies(t *testing.T) {
 		tc{name: "unknown coding", prod: resp(200, "abc", "Content-Encoding: compress"), shadow: resp(200, "abd"), unverified: UnverifiedEncoding},
 		tc{name: "corrupt gzip", prod: resp(200, "not gzip", "Content-Encoding: gzip"), shadow: resp(200, "not gzip!", "Content-Encoding: gzip"), unverified: UnverifiedEncoding},
 		tc{name: "same undecodable bytes", prod: resp(200, "not gzip", "Content-Encoding: gzip"), shadow: resp(200, "not gzip", "Content-Encoding: gzip")},
+		tc{name: "JSON with too many values", prod: resp(200, "["+strings.Repeat("0,", maxJSONValues)+"0]"), shadow: resp(200, "["+strings.Repeat("0,", maxJSONValues)+"1]"),
+			unverified: UnverifiedTooLarge},
 		tc{name: "zip bomb", prod: encoded(t, 200, strings.Repeat("\x00", 2<<20), []string{"gzip"}), shadow: encoded(t, 200, "small", []string{"gzip"}),
 			opt: func(o *CompareOptions) { o.MaxDecodedBytes = 1 << 20 }, unverified: UnverifiedTooLarge},
 		tc{name: "zstd bomb", prod: encoded(t, 200, strings.Repeat("\x00", 2<<20), []string{"zstd"}), shadow: encoded(t, 200, "small", []string{"zstd"}),
@@ -448,13 +450,13 @@ func TestDeepJSON(t *testing.T) {
 func BenchmarkCompareJSON(b *testing.B) {
 	var sb strings.Builder
 	sb.WriteString(`{"page":1,"items":[`)
-	for i := range 40 {
+	for i := range 48 {
 		if i > 0 {
 			sb.WriteString(",")
 		}
 		fmt.Fprintf(&sb, `{"id":%d,"name":"item %d","price":%d.99,"tags":["a","b"],"stock":{"n":%d,"ok":true}}`, i, i, i, i*3)
 	}
-	sb.WriteString(`],"total":40}`)
+	sb.WriteString(`],"total":48}`)
 	a := sb.String()
 	bb := strings.Replace(a, `"price":17.99`, `"price":18.99`, 1)
 	prod := resp(200, a, "Content-Type: application/json", "Cache-Control: no-store")
@@ -468,4 +470,43 @@ func BenchmarkCompareJSON(b *testing.B) {
 	for b.Loop() {
 		Compare(prod, shadow, opt)
 	}
+}
+
+// The incident issue 8 describes: the new stack sets the session cookie
+// without Domain and with another lifetime, drops Cache-Control and changes
+// one JSON field; key order, compression, Date and the cookie's value do
+// not count.
+func ExampleCompare() {
+	prod := &Response{Status: 200, BodyComplete: true, Header: http.Header{
+		"Date":          {"Mon, 30 Nov 2026 08:00:00 GMT"},
+		"Cache-Control": {"private, max-age=0"},
+		"Content-Type":  {"application/json"},
+		"Set-Cookie":    {"sid=s3cr3t; Path=/; Domain=.example.com; Expires=Mon, 30 Nov 2026 10:00:00 GMT; HttpOnly"},
+	}, Body: []byte(`{"user":{"id":7,"name":"ann"},"roles":["admin"]}`)}
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	w.Write([]byte(`{"roles":["admin","beta"],"user":{"name":"ann","id":7.0}}`))
+	w.Close()
+	shadow := &Response{Status: 200, BodyComplete: true, Header: http.Header{
+		"Date":             {"Mon, 30 Nov 2026 08:00:01 GMT"},
+		"Content-Type":     {"application/json"},
+		"Content-Encoding": {"gzip"},
+		"Set-Cookie":       {"sid=0th3r; Path=/; Max-Age=86400; HttpOnly"},
+	}, Body: gz.Bytes()}
+	opt := &CompareOptions{IgnoreHeaders: map[string]bool{}, Host: "example.com", Method: "GET", Path: "/account"}
+	for _, h := range DefaultIgnoredHeaders() {
+		opt.IgnoreHeaders[h] = true
+	}
+	for _, d := range Compare(prod, shadow, opt) {
+		fmt.Printf("%s %s: %q vs %q\n  %s\n", d.Kind, d.Field, d.Production, d.Shadow, d.Explanation)
+	}
+	// Output:
+	// header Cache-Control: "private, max-age=0" vs ""
+	//   caching differs: browsers and CDNs keep the answer for another time, or not at all
+	// cookie sid; Domain: "Domain=.example.com" vs ""
+	//   production sets sid with Domain=.example.com, the shadow without Domain: a browser that holds both keeps two cookies named sid
+	// cookie sid; Max-Age: "Expires=Mon, 30 Nov 2026 10:00:00 GMT (7200 s after Date)" vs "Max-Age=86400"
+	//   production keeps sid for 2h0m0s, the shadow for 24h0m0s: it expires at another time
+	// body $['roles'][1]: "" vs "\"beta\""
+	//   only in the shadow's array (longer: 2 vs 1 elements)
 }

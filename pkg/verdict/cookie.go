@@ -34,8 +34,12 @@ import (
 // is ignored, as browsers ignore it (the cookie is a session cookie). So a
 // cookie with Expires one hour after Date equals one with Max-Age=3600.
 //
+// Only the first maxSetCookies lines of a response are compared.
+//
 // When a name is set several times on a side (different scopes), the lines
 // are paired by equal Domain and Path first, then in order of scope.
+
+const maxSetCookies = 100
 
 type lifeKind uint8
 
@@ -68,12 +72,15 @@ type cookieInfo struct {
 	sameSite    http.SameSite
 	partitioned bool
 	life        lifetime
+	scope       string // domain and path, for pairing
+	desc        string // attrs(), for ordering and reports
 }
-
-func (c *cookieInfo) scope() string { return c.domain + "\x00" + c.path }
 
 // attrs describes the cookie without its value.
 func (c *cookieInfo) attrs() string {
+	if c.desc != "" {
+		return c.desc
+	}
 	var parts []string
 	if c.rawPath != "" {
 		parts = append(parts, "Path="+c.rawPath)
@@ -130,6 +137,9 @@ func defaultCookiePath(reqPath string) string {
 // Expires counts from (zero: none).
 func parseCookies(h http.Header, ref time.Time, reqPath string) []cookieInfo {
 	lines := h.Values("Set-Cookie")
+	if len(lines) > maxSetCookies {
+		lines = lines[:maxSetCookies]
+	}
 	out := make([]cookieInfo, 0, len(lines))
 	for _, line := range lines {
 		c, err := http.ParseSetCookie(line)
@@ -157,6 +167,8 @@ func parseCookies(h http.Header, ref time.Time, reqPath string) []cookieInfo {
 				ci.path = defaultCookiePath(reqPath)
 			}
 		}
+		ci.scope = ci.domain + "\x00" + ci.path
+		ci.desc = ci.attrs()
 		out = append(out, ci)
 	}
 	return out
@@ -239,8 +251,8 @@ func compareCookies(prod, other *Response, reqPath string, out []Difference) []D
 	pc := parseCookies(prod.Header, pd, reqPath)
 	oc := parseCookies(other.Header, od, reqPath)
 	order := func(a, b cookieInfo) int {
-		return cmp.Or(strings.Compare(a.name, b.name), strings.Compare(a.scope(), b.scope()),
-			strings.Compare(a.attrs(), b.attrs()))
+		return cmp.Or(strings.Compare(a.name, b.name), strings.Compare(a.scope, b.scope),
+			strings.Compare(a.desc, b.desc))
 	}
 	slices.SortFunc(pc, order)
 	slices.SortFunc(oc, order)
@@ -308,7 +320,7 @@ func compareCookieName(name string, ps, os []cookieInfo, out []Difference) []Dif
 	usedO := make([]bool, len(os))
 	for a := range ps {
 		for b := range os {
-			if !usedO[b] && ps[a].scope() == os[b].scope() {
+			if !usedO[b] && ps[a].scope == os[b].scope {
 				usedP[a], usedO[b] = true, true
 				out = compareCookiePair(name, &ps[a], &os[b], out)
 				break

@@ -24,7 +24,7 @@ const DefaultMaxDecodedBytes = 16 << 20
 const (
 	UnverifiedIncomplete = "incomplete" // a side's body exceeded the compare limit and the hashes cannot tell
 	UnverifiedEncoding   = "encoding"   // a Content-Encoding is unknown or its data is corrupt
-	UnverifiedTooLarge   = "too_large"  // a body decodes to more than the decoding bound
+	UnverifiedTooLarge   = "too_large"  // a body decodes to more than the bound, or is JSON of too many values
 )
 
 var (

@@ -98,3 +98,37 @@ func FuzzCookieCompare(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeBody feeds any bytes to each content decoder: no panic, output
+// within the bound, and a decodable body compares equal to its decoding.
+func FuzzDecodeBody(f *testing.F) {
+	codings := []string{"gzip", "deflate", "br", "zstd", "gzip, br", "identity"}
+	for i, c := range codings[:4] {
+		f.Add(encode(f, []byte(itemsJSON), c), uint8(i))
+	}
+	f.Add(encode(f, []byte(itemsJSON), "deflate-raw"), uint8(1))
+	f.Add(encode(f, encode(f, []byte(itemsJSON), "gzip"), "br"), uint8(4))
+	f.Add([]byte("\x1f\x8b\x08\x00garbage"), uint8(0))
+	const limit = 64 << 10
+	f.Fuzz(func(t *testing.T, body []byte, pick uint8) {
+		coding := codings[int(pick)%len(codings)]
+		cs := contentCodings([]string{coding})
+		out, release, err := decodeBody(body, cs, limit)
+		if err == nil && len(out) > limit {
+			t.Fatalf("%s: decoded %d bytes, beyond the bound %d", coding, len(out), limit)
+		}
+		var plain []byte
+		if err == nil {
+			plain = append(plain, out...)
+		}
+		release()
+		if err != nil {
+			return
+		}
+		enc := resp(200, string(body), "Content-Encoding: "+coding)
+		opt := &CompareOptions{MaxDecodedBytes: limit, IgnoreHeaders: map[string]bool{"Content-Encoding": true}}
+		if d := CompareDetailed(enc, resp(200, string(plain)), opt); len(d.Diffs) != 0 || d.BodyUnverified {
+			t.Fatalf("%s: a body differs from its own decoding: %+v", coding, d)
+		}
+	})
+}

@@ -34,7 +34,12 @@ import (
 // Containers nested deeper than maxJSONDepth are not descended into: they
 // are compared as compacted bytes (member order then matters), so hostile
 // nesting costs no stack.
+//
+// A document of more than maxJSONValues values (counted loosely: see
+// jsonValueBound) is not compared: parsing it would take about 40 bytes a
+// value. The body then counts as unverified (UnverifiedTooLarge).
 const (
+	maxJSONValues   = 1 << 20
 	maxJSONDepth    = 64
 	maxJSONValueLen = 512
 	defaultMaxPaths = 20
@@ -95,9 +100,7 @@ type jdoc struct {
 // parseJSON parses src, which must be valid JSON (json.Valid), into d.
 func (d *jdoc) parse(src []byte) {
 	d.src = src
-	// Every value but the root follows a comma, [ or {: a bound (commas
-	// in strings aside) that spares growing the arrays.
-	if n := bytes.Count(src, []byte{','}) + bytes.Count(src, []byte{'{'}) + bytes.Count(src, []byte{'['}) + 1; cap(d.nodes) < n {
+	if n := jsonValueBound(src); cap(d.nodes) < n {
 		d.nodes = make([]jnode, 0, n)
 		d.kids = make([]int32, 0, n)
 	}
@@ -107,6 +110,12 @@ func (d *jdoc) parse(src []byte) {
 	d.stack = d.stack[:0]
 	pos := skipSpace(src, 0)
 	d.value(pos, 0)
+}
+
+// jsonValueBound bounds the values in a JSON document: every value but the
+// root follows a comma, [ or { (those in strings count too).
+func jsonValueBound(src []byte) int {
+	return bytes.Count(src, []byte{','}) + bytes.Count(src, []byte{'{'}) + bytes.Count(src, []byte{'['}) + 1
 }
 
 func skipSpace(s []byte, i int) int {

@@ -78,3 +78,26 @@ func FormatCounters(w io.Writer, c event.Counters) error {
 	fmt.Fprintf(tw, "packets\t%d\n", c.Packets())
 	return tw.Flush()
 }
+
+// UnservedPorts reads the program's sketch of the ports of segments dropped
+// as drop_port (shadowtap_unsrv), summed over CPUs, most seen first.
+func (p *Probe) UnservedPorts() ([]event.PortCount, error) {
+	counts := map[uint16]uint64{}
+	var per []bpf.ShadowtapUnserved
+	for slot := uint32(0); slot < event.UnservedSlots; slot++ {
+		if err := p.objs.ShadowtapUnsrv.Lookup(slot, &per); err != nil {
+			return nil, fmt.Errorf("read the unserved-port sketch: %w", err)
+		}
+		for _, u := range per {
+			if u.Count > 0 {
+				counts[uint16(u.Port)] += u.Count
+			}
+		}
+	}
+	out := make([]event.PortCount, 0, len(counts))
+	for port, n := range counts {
+		out = append(out, event.PortCount{Port: port, Segments: n})
+	}
+	event.SortPortCounts(out)
+	return out, nil
+}
