@@ -199,7 +199,11 @@ func criteriaLines(c gate.CriteriaJSON) []string {
 		out = append(out, fmt.Sprintf("--max %s=%s%%", k, strconv.FormatFloat(c.Max[k], 'f', -1, 64)))
 	}
 	if c.MaxLatencyRatio > 0 {
-		out = append(out, fmt.Sprintf("--max-latency-ratio %s at %s", strconv.FormatFloat(c.MaxLatencyRatio, 'f', -1, 64), quantileName(c.LatencyQuantile)))
+		l := fmt.Sprintf("--max-latency-ratio %s at %s", strconv.FormatFloat(c.MaxLatencyRatio, 'f', -1, 64), quantileName(c.LatencyQuantile))
+		if c.LatencySlack > 0 {
+			l += " with --latency-slack " + gate.FormatSeconds(c.LatencySlack)
+		}
+		out = append(out, l)
 	}
 	out = append(out, fmt.Sprintf("--min-exchanges %d", c.MinExchanges), fmt.Sprintf("--min-route-exchanges %d", c.MinRouteExchanges))
 	if c.RouteFilter != "" {
