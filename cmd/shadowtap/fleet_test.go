@@ -289,7 +289,7 @@ scrape_configs:
 		return ts > float64(settled.UnixMilli())/1000, string(b)
 	})
 
-	criteria := []string{"--json", "--max", "cookie=0", "--max", "status=0.5", "--max-latency-ratio", "10",
+	criteria := []string{"--json", "--max", "cookie=0", "--max", "status=0.5", "--max-latency-ratio", "2", "--latency-slack", "40ms",
 		"--min-exchanges", "100", "--min-route-exchanges", "20"}
 	verdictOf := func(name string, source ...string) (*gate.Result, int) {
 		t.Helper()
