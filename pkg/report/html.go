@@ -74,6 +74,7 @@ type htmlView struct {
 	NoiseFields            []htmlNoise
 	Examples               []htmlExample
 	DiffLogs               bool
+	FromPrometheus         bool
 	KindNames              []string
 }
 
@@ -106,7 +107,7 @@ type htmlDiff struct {
 func buildView(doc *verdict.Document, res *gate.Result, ex *Examples, opt Options) *htmlView {
 	v := &htmlView{Receivers: doc.Receivers, ExitStatus: res.ExitStatus, Reason: res.Reason,
 		Exchanges: res.Exchanges, Differing: res.Differing, DifferingPct: res.DifferingPct, Ignored: doc.Ignored,
-		MultiTarget: multiTarget(res), DiffLogs: opt.DiffLogs}
+		MultiTarget: multiTarget(res), DiffLogs: opt.DiffLogs, FromPrometheus: opt.FromPrometheus}
 	if !doc.Generated.IsZero() {
 		v.Generated = doc.Generated.UTC().Format("2006-01-02 15:04:05 UTC")
 	}
