@@ -2,20 +2,22 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shadowtap/shadowtap/pkg/pipeline"
 )
 
-func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+// runCmd is `shadowtap run`: the receiver.
+func runCmd(fs *pflag.FlagSet, _, stderr io.Writer) func(context.Context) error {
 	cfg := pipeline.Defaults()
-	fs := newFlagSet("run", stderr)
 	var ports, sources []string
 	var vnis []uint
-	var logFormat string
+	var logFormat, logLevel string
 	var noSystemd bool
 
 	// Capture.
@@ -32,7 +34,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.ListenAddr, "listen-addr", cfg.ListenAddr, "address the UDP sockets bind to (socket)")
 	fs.IntVar(&cfg.Sockets, "sockets", 0, "number of SO_REUSEPORT sockets (socket; default one per CPU)")
 	fs.StringVar(&cfg.PcapFile, "pcap-file", "", "pcap or pcapng file of mirror traffic (pcap)")
-	fs.StringVar(&cfg.PcapSpeed, "pcap-speed", cfg.PcapSpeed, "pcap pace: 1x (as recorded) or max")
+	fs.StringVar(&cfg.PcapSpeed, "pcap-speed", cfg.PcapSpeed, "pcap pace: 1x (as recorded), a multiple such as 2x or 0.5x, or max (as fast as it reads)")
 
 	// Reassembly and parsing.
 	fs.IntVar(&cfg.Shards, "shards", 0, "reassembly shards (default GOMAXPROCS)")
@@ -76,39 +78,69 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	// Operations.
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics, /verdict, /healthz and /readyz listen address (empty = off)")
 	fs.StringVar(&cfg.HealthAddr, "health-addr", "", "TCP listener for a load balancer health check, e.g. :8081 (empty = off)")
-	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json (errors that end the run too)")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&cfg.LogInterval, "log-interval", cfg.LogInterval, "interval of the summary log line")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "on SIGTERM, how long to wait for queued and in-flight replays")
 	fs.BoolVar(&noSystemd, "no-systemd", false, "do not send sd_notify readiness and watchdog messages")
 
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(ctx context.Context) error {
+		log, err := newLogger(logFormat, logLevel, stderr)
+		if err != nil {
+			return usageError{err}
+		}
+		if err := runConfig(&cfg, ports, vnis, sources); err != nil {
+			return fatal(log, logFormat, usageError{err})
+		}
+		if err := pipeline.Run(ctx, cfg, pipeline.Options{Log: log, Systemd: !noSystemd}); err != nil {
+			return fatal(log, logFormat, err)
+		}
+		return nil
 	}
-	var err error
-	if cfg.Ports, err = pipeline.ParsePorts(ports); err != nil {
-		return usageError{err}
-	}
-	if cfg.VNIs, err = pipeline.ParseVNIs(vnis); err != nil {
-		return usageError{err}
-	}
-	if cfg.Sources, err = pipeline.ParseSources(sources); err != nil {
-		return usageError{err}
-	}
-	if err := cfg.Validate(); err != nil {
-		return usageError{err}
-	}
-	log, err := newLogger(logFormat, stderr)
-	if err != nil {
-		return usageError{err}
-	}
-	return pipeline.Run(ctx, cfg, pipeline.Options{Log: log, Systemd: !noSystemd})
 }
 
-func newLogger(format string, w io.Writer) (*slog.Logger, error) {
-	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
-	if os.Getenv("SHADOWTAP_DEBUG") != "" {
-		opts.Level = slog.LevelDebug
+// runConfig completes cfg from the flags that need parsing and checks it.
+func runConfig(cfg *pipeline.Config, ports []string, vnis []uint, sources []string) error {
+	var err error
+	if cfg.Ports, err = pipeline.ParsePorts(ports); err != nil {
+		return err
 	}
+	if cfg.VNIs, err = pipeline.ParseVNIs(vnis); err != nil {
+		return err
+	}
+	if cfg.Sources, err = pipeline.ParseSources(sources); err != nil {
+		return err
+	}
+	return cfg.Validate()
+}
+
+// fatal reports the error that ends the run: with --log-format json as a
+// JSON log line (and the exit status only, so nothing else is printed), in
+// text as the usual one line on stderr.
+func fatal(log *slog.Logger, format string, err error) error {
+	if format != "json" {
+		return err
+	}
+	log.Error("shadowtap run stopped", "err", err)
+	if errors.As(err, new(usageError)) {
+		return exitStatus(2)
+	}
+	return exitStatus(1)
+}
+
+// newLogger returns the logger for format (text, json) at level.
+// Durations are written as strings ("1.5s"), not nanosecond integers.
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Value.Kind() == slog.KindDuration {
+			return slog.String(a.Key, a.Value.Duration().String())
+		}
+		return a
+	}}
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
