@@ -121,10 +121,13 @@ func (r *Replayer) part(j *join) {
 			t.stats.compared.Add(1)
 			t.stats.awaiting.Add(-1)
 		}
+		// The budget covers the bodies until the engine is done with
+		// them (compared, or dropped from its queue): it calls Done.
+		held := j.held.Load()
+		j.x.Done = func() { r.cmp.held.Add(-held) }
 		v.Submit(&j.x) // the engine owns j.x from here on
+		return
 	}
-	// The engine's queue is bounded in entries (--verdict-queue); replay's
-	// budget covers the bodies held here, until they are handed over.
 	r.cmp.held.Add(-j.held.Load())
 }
 

@@ -403,3 +403,40 @@ func TestShadowBodyBeyondLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestCompareBudgetCoversEngineQueue: bodies handed to the comparison stage
+// stay in the budget until the stage is done with them (Done), so a slow
+// engine's queue cannot hold more than --compare-budget.
+func TestCompareBudgetCoversEngineQueue(t *testing.T) {
+	rec := newRecorder(t, nil)
+	cfg := testConfig(mustURL(t, rec.URL))
+	cfg.CompareBudget = 5000
+	fv := &fakeVerdict{hold: true}
+	cfg.Verdict = fv
+	r := start(t, cfg)
+	body := strings.Repeat("x", 3000)
+	ex := get(t, "/a")
+	r.Request(ex)
+	prodBody(ex, 200, body, 1<<20)
+	r.Response(ex)
+	waitFor(t, "the first exchange handed over", func() bool { return len(fv.exchanges()) == 1 })
+	if held := r.cmp.held.Load(); held < 3000 {
+		t.Fatalf("%d bytes held while the engine holds the exchange, want at least its 3000-byte body", held)
+	}
+	// A second one does not fit while the first is held.
+	ex2 := get(t, "/b")
+	r.Request(ex2)
+	prodBody(ex2, 200, body, 1<<20)
+	r.Response(ex2)
+	waitFor(t, "the second exchange to end", func() bool { return r.Stats().Snapshot().Targets[0].Awaiting == 0 })
+	if n := len(fv.exchanges()); n != 1 {
+		t.Errorf("%d exchanges handed over, want 1: the second is beyond the budget", n)
+	}
+	fv.exchanges()[0].Done()
+	if held := r.cmp.held.Load(); held != 0 {
+		t.Errorf("%d bytes held after the engine was done, want 0", held)
+	}
+	if err := r.stop(t, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -267,6 +267,7 @@ func (e *Engine) isBaseline(a *Answer) bool {
 
 // countUncompared counts x uncompared for every target but the baseline.
 func (e *Engine) countUncompared(x *Exchange, reason string) {
+	defer x.done()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i := range x.Answers {
@@ -447,6 +448,7 @@ func (e *Engine) options(tmpl string, x *Exchange) CompareOptions {
 
 // process compares one exchange and counts the results.
 func (e *Engine) process(x *Exchange) {
+	defer x.done()
 	e.procMu.Lock()
 	defer e.procMu.Unlock()
 	tmpl := e.router.Template(x.Method, x.Path)
