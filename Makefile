@@ -4,6 +4,7 @@ PREFIX  ?= /usr/local
 BIN     := bin/shadowtap
 FUZZTIME ?= 10s
 LAB     ?= shadowtap-lab
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 # sudo's secure_path usually lacks Go's directory.
 export PATH := $(PATH):/usr/local/go/bin
 
@@ -12,7 +13,7 @@ export PATH := $(PATH):/usr/local/go/bin
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/shadowtap
+	$(GO) build -trimpath -ldflags "-X github.com/shadowtap/shadowtap/pkg/buildinfo.version=$(VERSION)" -o $(BIN) ./cmd/shadowtap
 
 # Rebuild the BPF objects and their Go bindings from bpf/*.c (needs clang).
 generate:

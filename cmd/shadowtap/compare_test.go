@@ -152,6 +152,12 @@ func TestCompareLabApps(t *testing.T) {
 	if got := m.Get(verdict.MetricUncompared); got != 0 {
 		t.Errorf("uncompared %v, want 0:\n%s", got, m.String())
 	}
+	// Accounting: every answered or failed request of the target is
+	// compared or counted uncompared.
+	answered := m.Get("shadowtap_replay_replayed_total", "target", target) + m.Get("shadowtap_replay_failed_total", "target", target)
+	if got := m.Get(verdict.MetricCompared, "target", target) + m.Get(verdict.MetricUncompared, "target", target); got != answered {
+		t.Errorf("compared + uncompared = %v, replayed + failed = %v", got, answered)
+	}
 	if !m.Has(verdict.MetricLatency+"_count", "target", target, "route", "GET /search", "side", "shadow") {
 		t.Errorf("no shadow latency histogram for GET /search")
 	}

@@ -19,7 +19,7 @@ import (
 const usage = `shadowtap — replay mirrored production HTTP traffic to a shadow fleet
 
 Usage:
-  shadowtap run   --iface IF --ports 8080[,80] [--target URL]... [flags]
+  shadowtap run   --iface IF --ports 8080[,80] --vni N|--source CIDR [--target URL]... [flags]
   shadowtap stats --iface IF
   shadowtap verdict --from URL|FILE... | --prometheus URL [criteria]  (exit 0 pass, 1 fail, 3 too few)
   shadowtap report  --from URL|FILE... | --prometheus URL [--diff-log FILE] [--html FILE]

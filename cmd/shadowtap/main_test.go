@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 func TestBadConfiguration(t *testing.T) {
 	// A valid command line; each case changes one thing. --metrics-addr is
 	// off so that a case wrongly accepted fails at attach, never listens.
-	base := []string{"run", "--iface", "stx-none0", "--ports", "8080", "--metrics-addr", "", "--no-systemd"}
+	base := []string{"run", "--iface", "stx-none0", "--ports", "8080", "--vni", "42", "--metrics-addr", "", "--no-systemd"}
 	tests := []struct {
 		name string
 		args []string
@@ -58,6 +58,13 @@ func TestBadConfiguration(t *testing.T) {
 		{"unexpected argument", []string{"eth0"}, "eth0"},
 		{"no ports", nil, "--ports"},
 		{"no iface", nil, "--iface"},
+		// Without an allowlist anyone who can reach the VXLAN port injects
+		// requests into the shadow fleet.
+		{"no vni nor source", nil, "--allow-any-source"},
+		{"no vni nor source names --vni", nil, "--vni"},
+		{"no vni nor source names --source", nil, "--source"},
+		{"no vni nor source, socket", []string{"--capture", "socket", "--listen-addr", "192.0.2.1"}, "--allow-any-source"},
+		{"no vni nor source, pcap", []string{"--capture", "pcap", "--pcap-file", "/nonexistent/x.pcap"}, "--allow-any-source"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,6 +74,9 @@ func TestBadConfiguration(t *testing.T) {
 				args = without(args, "--ports", "8080")
 			case "no iface":
 				args = without(args, "--iface", "stx-none0")
+			}
+			if strings.HasPrefix(tc.name, "no vni nor source") {
+				args = without(args, "--vni", "42")
 			}
 			var stdout, stderr bytes.Buffer
 			code := run(args, &stdout, &stderr)

@@ -46,6 +46,10 @@ type Config struct {
 	Sockets    int
 	PcapFile   string
 	PcapSpeed  string // 1x | max
+	// AllowAnySource accepts mirror packets from any outer source and VNI
+	// when neither VNIs nor Sources is given (labs only: anyone who can
+	// reach the VXLAN port can then inject requests into the shadow fleet).
+	AllowAnySource bool
 
 	// Reassembly and parsing.
 	Shards         int
@@ -162,6 +166,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Ports) == 0 {
 		return errors.New("--ports is required: the TCP port(s) the mirrored service listens on, e.g. --ports 80,8080")
+	}
+	if len(c.VNIs) == 0 && len(c.Sources) == 0 && !c.AllowAnySource {
+		return errors.New("give --vni and/or --source (the mirror session's VNI, the mirrored ENIs' CIDR): without them anyone who can reach the VXLAN port injects requests into the shadow fleet; --allow-any-source accepts any (labs only)")
 	}
 	if c.VXLANPort == 0 {
 		return errors.New("--vxlan-port must be 1-65535")

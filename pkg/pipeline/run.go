@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/shadowtap/shadowtap/pkg/buildinfo"
 	"github.com/shadowtap/shadowtap/pkg/capture"
 	"github.com/shadowtap/shadowtap/pkg/decap"
 	"github.com/shadowtap/shadowtap/pkg/event"
@@ -60,6 +61,7 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 	// go_goroutines, go_memstats_*, process_resident_memory_bytes, ...: what
 	// an operator watches for leaks.
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(buildinfo.Read().Collector())
 	var ready atomic.Bool
 	var verdictHandler http.Handler
 	if p.engine != nil {
@@ -184,6 +186,9 @@ func build(cfg Config, log *slog.Logger) (*stages, error) {
 		sink = r
 	} else {
 		log.Warn("no --target given: observing only, nothing is replayed")
+		if cfg.DiffLog != "" || cfg.VerdictOut != "" {
+			log.Warn("no --target given: nothing is compared, --diff-log and --verdict-out stay unwritten")
+		}
 		p.observer = &observer{}
 		sink = p.observer
 	}

@@ -229,10 +229,9 @@ func TestBodiesDrained(t *testing.T) {
 	if len(xs) != n {
 		t.Fatalf("%d exchanges handed to the comparison, want %d", len(xs), n)
 	}
-	hash := httpx.HashAdd(httpx.HashInit, []byte(body))
 	for i, x := range xs {
 		a := x.Answers[0].Response
-		if a == nil || a.BodyLen != int64(len(body)) || !a.BodyComplete || string(a.Body) != body || a.BodyHash != hash {
+		if a == nil || a.BodyLen != int64(len(body)) || !a.BodyComplete || string(a.Body) != body {
 			t.Fatalf("exchange %d: shadow's answer %v", i, a != nil)
 		}
 	}

@@ -170,11 +170,13 @@ func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, e
 		h["User-Agent"] = nil
 	}
 
+	// The Host header, or --host. Never the absolute form's authority
+	// (RFC 9112 3.2.2 lets it win over Host at the origin): it is any text
+	// the sender chose, and a vhost-routing ingress in front of the shadow
+	// would route on it. Without either, net/http sends the target's host.
 	host := rw.host
 	if host == "" {
-		if len(authority) > 0 {
-			host = string(authority) // RFC 9112 3.2.2: absolute form wins over Host
-		} else if v := httpx.Get(req.Fields, "Host"); v != nil {
+		if v := httpx.Get(req.Fields, "Host"); v != nil {
 			host = strings.TrimSpace(string(v))
 		}
 	}
