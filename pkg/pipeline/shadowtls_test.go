@@ -81,7 +81,7 @@ func TestShadowTLSFlags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := Defaults()
-			c.Iface, c.Ports, c.Targets = "eth0", []uint16{8080}, []string{target}
+			c.Iface, c.Ports, c.VNIs, c.Targets = "eth0", []uint16{8080}, []uint32{7}, []string{target}
 			tt.mod(&c)
 			err := c.Validate()
 			switch {
@@ -119,7 +119,7 @@ func TestShadowTLSConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := Defaults()
-	c.Iface, c.Ports = "eth0", []uint16{8080}
+	c.Iface, c.Ports, c.VNIs = "eth0", []uint16{8080}, []uint32{7}
 	c.Targets = []string{"https://a.test", "http://b.test:8080"}
 	c.Baseline = "http://old.test"
 	c.CAFile, c.ClientCert, c.ClientKey = caFile, certFile, keyFile
