@@ -289,7 +289,7 @@ scrape_configs:
 		return ts > float64(settled.UnixMilli())/1000, string(b)
 	})
 
-	criteria := []string{"--json", "--max", "cookie=0", "--max", "status=0.5", "--max-latency-ratio", "10",
+	criteria := []string{"--json", "--max", "cookie=0", "--max", "status=0.5", "--max-latency-ratio", "2", "--latency-slack", "40ms",
 		"--min-exchanges", "100", "--min-route-exchanges", "20"}
 	verdictOf := func(name string, source ...string) (*gate.Result, int) {
 		t.Helper()
@@ -341,15 +341,15 @@ scrape_configs:
 		t.Errorf("receivers: prometheus %d, --from A B %d, --from C %d; want 2, 2, 1", fleet.Receivers, both.Receivers, one.Receivers)
 	}
 	// Through Prometheus and from both receivers: the same figures, counts
-	// and decision, latency included (the same histograms). The receiver
+	// and decision (below: the same latency histograms too). The receiver
 	// that saw everything replayed the same requests at other moments: the
-	// same counts and decision, apart from latency ratios of routes where
-	// both sides answer in about a millisecond.
+	// same counts and decision (--latency-slack keeps the millisecond
+	// jitter of fast routes out of it).
 	for _, cmp := range []struct {
 		name    string
 		a, b    *gate.Result
 		latency bool
-	}{{"--prometheus vs --from A --from B", fleet, both, true}, {"--from A --from B vs --from C", both, one, false}} {
+	}{{"--prometheus vs --from A --from B", fleet, both, true}, {"--from A --from B vs --from C", both, one, true}} {
 		if !reflect.DeepEqual(countsOf(cmp.a), countsOf(cmp.b)) || cmp.a.Differing != cmp.b.Differing ||
 			!reflect.DeepEqual(cmp.a.Kinds, cmp.b.Kinds) {
 			t.Errorf("%s: counts differ:\n%v %d %v\n%v %d %v", cmp.name, countsOf(cmp.a), cmp.a.Differing, cmp.a.Kinds,
@@ -358,6 +358,15 @@ scrape_configs:
 		if a, b := failureKeys(cmp.a, cmp.latency), failureKeys(cmp.b, cmp.latency); !reflect.DeepEqual(a, b) {
 			t.Errorf("%s: decisions differ:\n%v\n%v", cmp.name, a, b)
 		}
+	}
+	// The report reads the same fleet.
+	page := filepath.Join(dir, "fleet.html")
+	rep := startInNS(t, lab, lab.RecvNS, os.Args[0], []string{mainEnv + "=1"}, "report", "--prometheus", "http://"+promAddr, "--html", page)
+	<-rep.done
+	if code := rep.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("report --prometheus --html: exit %d: %s", code, rep.out.String())
+	} else if b, err := os.ReadFile(page); err != nil || !strings.Contains(string(b), "GET /session") || !strings.Contains(string(b), `id="chart-share"`) {
+		t.Errorf("report --prometheus --html: %v; the page lacks the routes or the chart", err)
 	}
 	for i := range fleet.Routes {
 		f := fleet.Routes[i]

@@ -52,6 +52,7 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	opt.DiffLogs = len(*diffLogs) > 0
+	opt.FromPrometheus = j.src.Prometheus != ""
 	res := gate.Judge(doc, j.crit)
 
 	if *html == "" {

@@ -24,6 +24,7 @@ type judgeFlags struct {
 	max         []string
 	routeFilter string
 	color       string
+	slack       time.Duration
 }
 
 func addJudgeFlags(fs *pflag.FlagSet, j *judgeFlags) {
@@ -36,6 +37,7 @@ func addJudgeFlags(fs *pflag.FlagSet, j *judgeFlags) {
 	fs.StringArrayVar(&j.max, "max", nil, "KIND=PCT: fail above this percentage differing by KIND (status, header, cookie, body, shadow_error; repeatable)")
 	fs.Float64Var(&j.crit.MaxLatencyRatio, "max-latency-ratio", 0, "fail when a route's shadow latency quantile exceeds production's times R (0 = latency not judged)")
 	fs.Float64Var(&j.crit.LatencyQuantile, "latency-quantile", j.crit.LatencyQuantile, "the quantile --max-latency-ratio compares")
+	fs.DurationVar(&j.slack, "latency-slack", 0, "with --max-latency-ratio: a route fails only if the shadow is also this much slower (e.g. 20ms)")
 	fs.Uint64Var(&j.crit.MinExchanges, "min-exchanges", j.crit.MinExchanges, "fewer compared exchanges = not enough data (exit 3)")
 	fs.Uint64Var(&j.crit.MinRouteExchanges, "min-route-exchanges", j.crit.MinRouteExchanges, "routes with at least this many exchanges are judged on their own")
 	fs.StringVar(&j.routeFilter, "route-filter", "", `only routes matching this regular expression count, e.g. '^GET /api/'`)
@@ -44,6 +46,7 @@ func addJudgeFlags(fs *pflag.FlagSet, j *judgeFlags) {
 
 // finish checks the flags and fills the criteria.
 func (j *judgeFlags) finish() error {
+	j.crit.LatencySlack = j.slack.Seconds()
 	for _, m := range j.max {
 		k, v, err := gate.ParseMax(m)
 		if err != nil {

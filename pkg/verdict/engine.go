@@ -79,7 +79,8 @@ type Engine struct {
 	closed bool // guarded by intake: queue closed
 
 	runMu   sync.Mutex
-	ran     bool          // Run was called (or Close processed the queue itself)
+	ran     bool          // Run was called, or Close was (a later Run is an error)
+	running bool          // Run was called: runDone will be closed
 	runDone chan struct{} // closed when Run returns
 
 	procMu sync.Mutex // one exchange processed at a time
@@ -222,10 +223,16 @@ func parseIgnoreJSONPath(s string) (route, path string, err error) {
 		} else if !strings.HasPrefix(route, "/") {
 			return "", "", fmt.Errorf("%q: the route must be METHOD /path or /path", s)
 		}
+		if err := ValidateJSONPath(path); err != nil {
+			return "", "", fmt.Errorf("%q: %w", s, err)
+		}
 		return route, path, nil
 	}
 	if !strings.HasPrefix(s, "$") {
 		return "", "", fmt.Errorf("%q: want a JSON path ($.a.b) or ROUTE=$.a.b", s)
+	}
+	if err := ValidateJSONPath(s); err != nil {
+		return "", "", fmt.Errorf("%q: %w", s, err)
 	}
 	return "", s, nil
 }
@@ -327,7 +334,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.runMu.Unlock()
 		return errors.New("verdict: Run called twice or after Close")
 	}
-	e.ran = true
+	e.ran, e.running = true, true
 	e.runMu.Unlock()
 	defer close(e.runDone)
 	tick := time.NewTicker(time.Second)
@@ -366,12 +373,12 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.intake.Unlock()
 
 	e.runMu.Lock()
-	ran := e.ran
+	running := e.running
 	e.ran = true // a later Run returns an error
 	e.runMu.Unlock()
 
 	var err error
-	if ran {
+	if running {
 		select {
 		case <-e.runDone:
 			// Run left on its context's end: what it left is not compared.
@@ -417,11 +424,11 @@ type shadowResult struct {
 // stoppedError says whether an answer's Error means shadowtap was stopping.
 func stoppedError(s string) bool { return s == "stopped" || s == "drain" }
 
-// compareOne compares production's response with an answer. It is the one
-// place that calls the comparison, so that CompareDetailed can replace
-// Compare here.
+// compareOne compares production's response with an answer: the one place
+// that calls the comparison.
 func compareOne(prod, other *Response, opt *CompareOptions) (diffs []Difference, bodyUnverified bool) {
-	return Compare(prod, other, opt), false
+	res := CompareDetailed(prod, other, opt)
+	return res.Diffs, res.BodyUnverified
 }
 
 // options returns the comparison options for a route template.
@@ -435,7 +442,7 @@ func (e *Engine) options(tmpl string, x *Exchange) CompareOptions {
 		}
 	}
 	return CompareOptions{IgnoreHeaders: e.ignoreHeaders, IgnoreJSONPaths: paths, Host: x.Host,
-		Method: x.Method, MaxPaths: e.cfg.MaxPaths}
+		Method: x.Method, MaxPaths: e.cfg.MaxPaths, Path: x.Path, RedactHeaders: e.redact}
 }
 
 // process compares one exchange and counts the results.
