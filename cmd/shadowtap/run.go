@@ -59,6 +59,13 @@ func runCmd(fs *pflag.FlagSet, _, stderr io.Writer) func(context.Context) error 
 	fs.StringVar(&cfg.Host, "host", "", "override the Host header of replayed requests")
 	fs.BoolVar(&cfg.NoMarker, "no-marker", false, "do not add X-Shadowtap-Replay: 1 to replayed requests")
 
+	// HTTPS shadows and load multiplication.
+	fs.StringVar(&cfg.CAFile, "ca-file", "", "PEM bundle of the CAs trusted for https:// targets, instead of the system pool")
+	fs.StringVar(&cfg.ClientCert, "client-cert", "", "PEM client certificate presented to https:// targets (mTLS; with --client-key)")
+	fs.StringVar(&cfg.ClientKey, "client-key", "", "PEM private key of --client-cert")
+	fs.BoolVar(&cfg.InsecureSkipVerify, "insecure-skip-verify", false, "do not verify the https:// targets' certificates: their identity is not checked (warned at start)")
+	fs.StringArrayVar(&cfg.Multiply, "multiply", nil, `send each replayed request F times on average (0 < F <= 10; e.g. 0.5, 2, 3.5): F for every target, or "URL=F" for one (repeatable); copies beyond the first are marked X-Shadowtap-Replay: 2, 3, … and not compared`)
+
 	// Comparison with production (on whenever there are targets).
 	fs.StringVar(&cfg.Baseline, "baseline", "", "URL of a target running the old code: every replayed request also goes to it, and what differs between it and production is noise")
 	fs.DurationVar(&cfg.ReplayDelay, "replay-delay", 0, "hold each replay this long before sending it, so a read replica catches up with production's writes")

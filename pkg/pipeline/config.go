@@ -74,6 +74,13 @@ type Config struct {
 	Host         string
 	NoMarker     bool
 
+	// HTTPS shadows and load multiplication (see shadowtls.go).
+	CAFile             string   // --ca-file: PEM roots for https targets, instead of the system pool
+	ClientCert         string   // --client-cert (with --client-key): mTLS
+	ClientKey          string   // --client-key
+	InsecureSkipVerify bool     // --insecure-skip-verify
+	Multiply           []string // --multiply F or URL=F
+
 	// Comparison (pkg/verdict), on whenever there are targets.
 	Baseline         string        // --baseline URL: a target running the old code
 	ReplayDelay      time.Duration // --replay-delay
@@ -189,6 +196,9 @@ func (c *Config) Validate() error {
 		return errors.New("--max-header-bytes must be at least 256 and --max-body-bytes not negative")
 	}
 	if err := c.validateCompare(); err != nil {
+		return err
+	}
+	if err := c.validateShadowTLS(); err != nil {
 		return err
 	}
 	// The replay stage's own checks (--sample-key, --set-header, --methods,

@@ -261,6 +261,9 @@ func replayConfig(cfg Config) (replay.Config, error) {
 		}
 		rc.SetHeaders = append(rc.SetHeaders, kv)
 	}
+	if err := shadowTLSAndMultiply(cfg, &rc); err != nil {
+		return rc, err
+	}
 	if err := rc.Validate(); err != nil {
 		return rc, err
 	}

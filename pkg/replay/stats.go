@@ -61,7 +61,8 @@ type targetStats struct {
 	dropped  [numDrop]atomic.Uint64
 	failed   [numFail]atomic.Uint64
 	inflight atomic.Int64
-	queued   func() int
+	queued   func() int // jobs in the queue, duplicates included
+	dup      dupStats
 
 	// With a comparison stage: answers (and failures) handed to it in an
 	// exchange, counted uncompared by replay, and waiting in a join.
@@ -69,16 +70,29 @@ type targetStats struct {
 	awaiting             atomic.Int64
 }
 
+// dupStats count the duplicates of Multiply: the copies of a request beyond
+// the first. Each ends in one outcome, as first copies do, but is never
+// compared.
+type dupStats struct {
+	due      atomic.Uint64 // copies beyond the first the multiplier asked for
+	replayed [NumClasses]atomic.Uint64
+	dropped  [numDrop]atomic.Uint64 // never dropMultiply
+	failed   [numFail]atomic.Uint64
+	queued   atomic.Int64
+	inflight atomic.Int64
+}
+
 type dropReason uint8
 
 const (
-	dropQueue   dropReason = iota // the target's queue was full
-	dropRate                      // beyond MaxRPS
-	dropStopped                   // arrived after Drain stopped intake
+	dropQueue    dropReason = iota // the target's queue was full
+	dropRate                       // beyond MaxRPS
+	dropStopped                    // arrived after Drain stopped intake
+	dropMultiply                   // a multiplier below 1 sent this request 0 times
 	numDrop
 )
 
-var dropNames = [numDrop]string{"queue", "rate", "stopped"}
+var dropNames = [numDrop]string{"queue", "rate", "stopped", "multiply"}
 
 type failReason uint8
 
@@ -112,6 +126,7 @@ type TargetSnapshot struct {
 	// Replayed counts the shadow's answers by status class (index Class).
 	Replayed                                  [NumClasses]uint64
 	DroppedQueue, DroppedRate, DroppedStopped uint64
+	DroppedMultiply                           uint64 // Multiply below 1: sent 0 times
 	FailedConnect, FailedTimeout, FailedDrain uint64
 	FailedInvalid, FailedError                uint64
 	Queued, InFlight                          uint64 // not yet ended
@@ -123,6 +138,40 @@ type TargetSnapshot struct {
 	// or Awaiting (its exchange still waits for production's response or
 	// another target's answer).
 	Compared, Uncompared, Awaiting uint64
+	// Duplicates are the copies beyond the first sent with Multiply; the
+	// fields above count first copies only.
+	Duplicates DuplicateSnapshot
+}
+
+// DuplicateSnapshot is the outcome counts of one target's duplicates: the
+// copies of a request beyond the first that Multiply sends. Each copy ends
+// in exactly one outcome; none is compared.
+type DuplicateSnapshot struct {
+	Due                                       uint64 // copies beyond the first the multiplier asked for
+	Replayed                                  [NumClasses]uint64
+	DroppedQueue, DroppedRate, DroppedStopped uint64
+	FailedConnect, FailedTimeout, FailedDrain uint64
+	FailedInvalid, FailedError                uint64
+	Queued, InFlight                          uint64 // not yet ended
+}
+
+// ReplayedTotal is the number of duplicates the target answered.
+func (d DuplicateSnapshot) ReplayedTotal() uint64 {
+	var n uint64
+	for _, v := range d.Replayed {
+		n += v
+	}
+	return n
+}
+
+// Dropped is the number of duplicates not sent.
+func (d DuplicateSnapshot) Dropped() uint64 {
+	return d.DroppedQueue + d.DroppedRate + d.DroppedStopped
+}
+
+// Failed is the number of duplicates sent or attempted without an answer.
+func (d DuplicateSnapshot) Failed() uint64 {
+	return d.FailedConnect + d.FailedTimeout + d.FailedDrain + d.FailedInvalid + d.FailedError
 }
 
 // ReplayedTotal is the number of requests the target answered.
@@ -136,7 +185,7 @@ func (t TargetSnapshot) ReplayedTotal() uint64 {
 
 // Dropped is the number of requests not sent to the target.
 func (t TargetSnapshot) Dropped() uint64 {
-	return t.DroppedQueue + t.DroppedRate + t.DroppedStopped
+	return t.DroppedQueue + t.DroppedRate + t.DroppedStopped + t.DroppedMultiply
 }
 
 // Failed is the number of requests sent or attempted without an answer.
@@ -156,6 +205,11 @@ func (s StatsSnapshot) Check() error {
 		if sum := t.ReplayedTotal() + t.Dropped() + t.Failed() + t.Queued + t.InFlight; sum != s.Accepted {
 			errs = append(errs, fmt.Errorf("target %s: accepted %d != replayed %d + dropped %d + failed %d + queued %d + in flight %d (= %d)",
 				t.Target, s.Accepted, t.ReplayedTotal(), t.Dropped(), t.Failed(), t.Queued, t.InFlight, sum))
+		}
+		d := t.Duplicates
+		if sum := d.ReplayedTotal() + d.Dropped() + d.Failed() + d.Queued + d.InFlight; sum != d.Due {
+			errs = append(errs, fmt.Errorf("target %s: duplicates %d != replayed %d + dropped %d + failed %d + queued %d + in flight %d (= %d)",
+				t.Target, d.Due, d.ReplayedTotal(), d.Dropped(), d.Failed(), d.Queued, d.InFlight, sum))
 		}
 		if !s.Comparing {
 			continue
@@ -190,12 +244,15 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		ts.DroppedQueue = t.dropped[dropQueue].Load()
 		ts.DroppedRate = t.dropped[dropRate].Load()
 		ts.DroppedStopped = t.dropped[dropStopped].Load()
+		ts.DroppedMultiply = t.dropped[dropMultiply].Load()
 		ts.FailedConnect = t.failed[failConnect].Load()
 		ts.FailedTimeout = t.failed[failTimeout].Load()
 		ts.FailedDrain = t.failed[failDrain].Load()
 		ts.FailedInvalid = t.failed[failInvalid].Load()
 		ts.FailedError = t.failed[failError].Load()
-		ts.Queued = uint64(t.queued())
+		ts.Duplicates = t.dup.snapshot()
+		// The queue holds both; the duplicates in it are counted apart.
+		ts.Queued = uint64(max(int64(t.queued())-int64(ts.Duplicates.Queued), 0))
 		if n := t.inflight.Load(); n > 0 {
 			ts.InFlight = uint64(n)
 		}
@@ -205,5 +262,24 @@ func (s *Stats) Snapshot() StatsSnapshot {
 			ts.Awaiting = uint64(n)
 		}
 	}
+	return out
+}
+
+func (d *dupStats) snapshot() DuplicateSnapshot {
+	var out DuplicateSnapshot
+	out.Due = d.due.Load()
+	for c := range d.replayed {
+		out.Replayed[c] = d.replayed[c].Load()
+	}
+	out.DroppedQueue = d.dropped[dropQueue].Load()
+	out.DroppedRate = d.dropped[dropRate].Load()
+	out.DroppedStopped = d.dropped[dropStopped].Load()
+	out.FailedConnect = d.failed[failConnect].Load()
+	out.FailedTimeout = d.failed[failTimeout].Load()
+	out.FailedDrain = d.failed[failDrain].Load()
+	out.FailedInvalid = d.failed[failInvalid].Load()
+	out.FailedError = d.failed[failError].Load()
+	out.Queued = uint64(max(d.queued.Load(), 0))
+	out.InFlight = uint64(max(d.inflight.Load(), 0))
 	return out
 }
