@@ -4,15 +4,16 @@ PREFIX  ?= /usr/local
 BIN     := bin/shadowtap
 FUZZTIME ?= 10s
 LAB     ?= shadowtap-lab
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 # sudo's secure_path usually lacks Go's directory.
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build generate check-generated test fuzz bench bench-bpf demo install lab-up lab-down clean
+.PHONY: all build generate check-generated test deps fuzz bench bench-bpf demo install uninstall lab-up lab-down clean
 
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/shadowtap
+	$(GO) build -trimpath -ldflags "-X github.com/shadowtap/shadowtap/pkg/buildinfo.version=$(VERSION)" -o $(BIN) ./cmd/shadowtap
 
 # Rebuild the BPF objects and their Go bindings from bpf/*.c (needs clang).
 generate:
@@ -22,12 +23,16 @@ generate:
 check-generated: generate
 	git diff --exit-code -- bpf/
 
-# The test command: unit tests, privileged lab tests (as root), a short fuzz run.
-test:
+# The test command: installs what the tests need when it is missing
+# (scripts/deps.sh), then unit tests, privileged lab tests (as root), a short fuzz run.
+test: deps
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	$(MAKE) fuzz
+
+deps:
+	./scripts/deps.sh
 
 fuzz:
 	@set -e; grep -rHo '^func Fuzz[A-Za-z0-9_]*' --include='*_test.go' pkg testenv | \
@@ -47,10 +52,22 @@ bench:
 demo: build
 	./scripts/demo.sh
 
+# The unit's ExecStart follows PREFIX; the env file (flags, possibly secrets in
+# --set-header) is kept when present and readable by root and the service only.
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/shadowtap
-	install -D -m 0644 scripts/shadowtap.service $(DESTDIR)/etc/systemd/system/shadowtap.service
-	test -e $(DESTDIR)/etc/default/shadowtap || install -D -m 0644 scripts/shadowtap.env.example $(DESTDIR)/etc/default/shadowtap
+	install -d $(DESTDIR)/etc/systemd/system
+	sed 's|@PREFIX@|$(PREFIX)|g' scripts/shadowtap.service > $(DESTDIR)/etc/systemd/system/shadowtap.service
+	install -D -m 0644 scripts/shadowtap.sysusers $(DESTDIR)/usr/lib/sysusers.d/shadowtap.conf
+	test -e $(DESTDIR)/etc/default/shadowtap || install -D -m 0640 scripts/shadowtap.env.example $(DESTDIR)/etc/default/shadowtap
+	if [ -z "$(DESTDIR)" ]; then systemd-sysusers /usr/lib/sysusers.d/shadowtap.conf && \
+		chgrp shadowtap /etc/default/shadowtap; systemctl daemon-reload 2>/dev/null || true; fi
+
+uninstall:
+	if [ -z "$(DESTDIR)" ]; then systemctl disable --now shadowtap 2>/dev/null || true; fi
+	rm -f $(DESTDIR)$(PREFIX)/bin/shadowtap $(DESTDIR)/etc/systemd/system/shadowtap.service \
+		$(DESTDIR)/usr/lib/sysusers.d/shadowtap.conf
+	@echo "kept /etc/default/shadowtap (your flags) and the shadowtap user; remove them by hand if unwanted"
 
 lab-up:
 	./scripts/lab.sh up --name $(LAB)

@@ -7,4 +7,4 @@
 // them.
 package bpf
 
-//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -type prefix4 -type prefix6 -go-package bpf Shadowtap shadowtap.c
+//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" -target bpfel -type prefix4 -type prefix6 -type unserved -go-package bpf Shadowtap shadowtap.c

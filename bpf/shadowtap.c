@@ -35,12 +35,16 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 
 /* ---- maps ------------------------------------------------------------- */
 
+/* Map names carry the shadowtap_ prefix so `bpftool map list` says whose
+ * they are; the kernel keeps 15 characters of a name, hence the short
+ * suffixes. pkg/xdp pins them under their old short names (stats, ...). */
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct stats);
-} stats SEC(".maps");
+} shadowtap_stats SEC(".maps");
 
 /* The configuration: read-only, set by pkg/xdp before the program is
  * loaded (CollectionSpec.Variables). volatile keeps clang from folding in
@@ -54,7 +58,7 @@ struct {
 	__uint(max_entries, 1024);
 	__type(key, __u32);
 	__type(value, __u8);
-} vni_allow SEC(".maps");
+} shadowtap_vnis SEC(".maps");
 
 /* Allowed outer sources. Empty (config.source_count == 0) = any. Looked up
  * only when there are more than SOURCE_INLINE. */
@@ -64,7 +68,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct source_key);
 	__type(value, __u8);
-} source_allow SEC(".maps");
+} shadowtap_srcs SEC(".maps");
 
 /* Service ports, indexed by port (host order): non-zero = served. */
 struct {
@@ -72,7 +76,7 @@ struct {
 	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, __u8);
-} ports SEC(".maps");
+} shadowtap_ports SEC(".maps");
 
 /* Per-CPU memory of should_wake: not counters, not for users. */
 struct wake_state {
@@ -85,13 +89,24 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct wake_state);
-} wake SEC(".maps");
+} shadowtap_wake SEC(".maps");
+
+/* Ports of mirrored TCP segments that matched no served port, so shadowtap
+ * can say what the mirror carries when --ports matches nothing. A small
+ * sketch, not a count per port: slot = port % UNSERVED_SLOTS, the last port
+ * seen in a slot owns it. Per CPU, so no atomics. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, UNSERVED_SLOTS);
+	__type(key, __u32);
+	__type(value, struct unserved);
+} shadowtap_unsrv SEC(".maps");
 
 /* Events: struct event_hdr + payload. pkg/xdp sets the size. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 16 << 20);
-} events SEC(".maps");
+} shadowtap_ring SEC(".maps");
 
 /* ---- constants -------------------------------------------------------- */
 
@@ -307,7 +322,7 @@ static __always_inline int vni_allowed(__u32 vni)
 	if (n == 0)
 		return 1;
 	if (n > VNI_INLINE)
-		return bpf_map_lookup_elem(&vni_allow, &vni) != NULL;
+		return bpf_map_lookup_elem(&shadowtap_vnis, &vni) != NULL;
 #pragma unroll
 	for (int i = 0; i < VNI_INLINE; i++) {
 		if (i >= n)
@@ -377,7 +392,7 @@ static __always_inline int source_allowed(int v6, struct iphdr *ip4, struct ipv6
 		key.family = FAMILY_IPV4;
 		__builtin_memcpy(key.addr, &ip4->saddr, 4);
 	}
-	return bpf_map_lookup_elem(&source_allow, &key) != NULL;
+	return bpf_map_lookup_elem(&shadowtap_srcs, &key) != NULL;
 }
 
 /* ---- emit ------------------------------------------------------------- */
@@ -389,7 +404,7 @@ static __always_inline int source_allowed(int v6, struct iphdr *ip4, struct ipv6
  * full. A record is larger than its event; Go reads cap_len. */
 #define EMIT_CLASS(room)                                                          \
 	do {                                                                      \
-		void *rec = bpf_ringbuf_reserve(&events, sizeof(struct event_hdr) + (room), 0); \
+		void *rec = bpf_ringbuf_reserve(&shadowtap_ring, sizeof(struct event_hdr) + (room), 0); \
 		if (!rec)                                                         \
 			return -1;                                                \
 		__builtin_memcpy(rec, hdr, sizeof(struct event_hdr));             \
@@ -417,6 +432,23 @@ static __always_inline int source_allowed(int v6, struct iphdr *ip4, struct ipv6
 #define ROOM_L 1536
 #define ROOM_XL 4096
 
+/* note_unserved records the likely server port (the lower one) of a segment
+ * that matched no served port. */
+static __always_inline void note_unserved(__u32 sport, __u32 dport)
+{
+	__u32 port = sport < dport ? sport : dport;
+	__u32 slot = port % UNSERVED_SLOTS;
+	struct unserved *u = bpf_map_lookup_elem(&shadowtap_unsrv, &slot);
+
+	if (!u)
+		return;
+	if (u->port != port) {
+		u->port = port;
+		u->count = 0;
+	}
+	u->count++;
+}
+
 /* How often (in events per CPU) emit asks how much the ring holds. */
 #define WAKEUP_CHECK_EVERY 16
 
@@ -433,13 +465,13 @@ static __always_inline int source_allowed(int v6, struct iphdr *ip4, struct ipv6
 static __always_inline int should_wake(void)
 {
 	__u32 zero = 0;
-	struct wake_state *ws = bpf_map_lookup_elem(&wake, &zero);
+	struct wake_state *ws = bpf_map_lookup_elem(&shadowtap_wake, &zero);
 
 	if (!ws)
 		return 0;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) < config.wakeup_bytes)
+	if (bpf_ringbuf_query(&shadowtap_ring, BPF_RB_AVAIL_DATA) < config.wakeup_bytes)
 		return 0;
-	__u64 cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS);
+	__u64 cons = bpf_ringbuf_query(&shadowtap_ring, BPF_RB_CONS_POS);
 	int stalled = cons == ws->last_cons && cons != ws->woken_at;
 	ws->last_cons = cons;
 	if (!stalled)
@@ -563,13 +595,15 @@ static __always_inline __u64 *inner(struct xdp_md *ctx, struct cursor *c, void *
 
 	__u32 sport = bpf_ntohs(tcph->source);
 	__u32 dport = bpf_ntohs(tcph->dest);
-	__u8 *served = bpf_map_lookup_elem(&ports, &dport);
+	__u8 *served = bpf_map_lookup_elem(&shadowtap_ports, &dport);
 	if (served && *served) {
 		hdr.direction = DIR_REQUEST;
 	} else {
-		served = bpf_map_lookup_elem(&ports, &sport);
-		if (!served || !*served)
+		served = bpf_map_lookup_elem(&shadowtap_ports, &sport);
+		if (!served || !*served) {
+			note_unserved(sport, dport);
 			return &st->drop_port;
+		}
 		hdr.direction = DIR_RESPONSE;
 	}
 
@@ -626,7 +660,7 @@ int shadowtap_xdp(struct xdp_md *ctx)
 	struct udphdr *udph;
 	__u32 vni;
 
-	struct stats *st = bpf_map_lookup_elem(&stats, &zero);
+	struct stats *st = bpf_map_lookup_elem(&shadowtap_stats, &zero);
 	if (!st)
 		return XDP_PASS; /* cannot happen: an array of one entry */
 

@@ -65,7 +65,7 @@ _Static_assert(__builtin_offsetof(struct event_hdr, direction) == 62, "direction
 _Static_assert(__builtin_offsetof(struct event_hdr, flags) == 63, "flags");
 
 /*
- * struct stats is the value of the per-CPU array "stats". The first nine
+ * struct stats is the value of the per-CPU array "shadowtap_stats". The first nine
  * fields are event.Outcome in order: every packet increments exactly one.
  */
 struct stats {
@@ -80,6 +80,16 @@ struct stats {
 	__u64 lost_ringbuf;
 	__u64 truncated; /* events emitted with EVENT_F_TRUNCATED */
 	__u64 bytes;     /* bytes of every packet seen (frags of non-mirror frames excepted) */
+};
+
+/* One slot of the unserved-port sketch shadowtap_unsrv: the last port that
+ * matched no served port in this slot (slot = port % UNSERVED_SLOTS) and how
+ * many segments carried it since it took the slot. */
+#define UNSERVED_SLOTS 64
+struct unserved {
+	__u32 port;
+	__u32 pad;
+	__u64 count;
 };
 
 /* VNIs an allowlist of at most this many is also copied into
@@ -153,3 +163,4 @@ struct cursor {
 #endif /* __BPF__ */
 
 #endif /* SHADOWTAP_H */
+

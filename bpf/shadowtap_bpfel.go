@@ -69,6 +69,13 @@ type ShadowtapStats struct {
 	Bytes         uint64
 }
 
+type ShadowtapUnserved struct {
+	_     structs.HostLayout
+	Port  uint32
+	Pad   uint32
+	Count uint64
+}
+
 type ShadowtapWakeState struct {
 	_        structs.HostLayout
 	LastCons uint64
@@ -79,14 +86,15 @@ type ShadowtapWakeState struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	ShadowtapMapEvents        = "events"
-	ShadowtapMapPorts         = "ports"
-	ShadowtapMapSourceAllow   = "source_allow"
-	ShadowtapMapStats         = "stats"
-	ShadowtapMapVniAllow      = "vni_allow"
-	ShadowtapMapWake          = "wake"
-	ShadowtapProgShadowtapXdp = "shadowtap_xdp"
-	ShadowtapVarConfig        = "config"
+	ShadowtapMapShadowtapPorts = "shadowtap_ports"
+	ShadowtapMapShadowtapRing  = "shadowtap_ring"
+	ShadowtapMapShadowtapSrcs  = "shadowtap_srcs"
+	ShadowtapMapShadowtapStats = "shadowtap_stats"
+	ShadowtapMapShadowtapUnsrv = "shadowtap_unsrv"
+	ShadowtapMapShadowtapVnis  = "shadowtap_vnis"
+	ShadowtapMapShadowtapWake  = "shadowtap_wake"
+	ShadowtapProgShadowtapXdp  = "shadowtap_xdp"
+	ShadowtapVarConfig         = "config"
 )
 
 // LoadShadowtap returns the embedded CollectionSpec for Shadowtap.
@@ -138,12 +146,13 @@ type ShadowtapProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ShadowtapMapSpecs struct {
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	Ports       *ebpf.MapSpec `ebpf:"ports"`
-	SourceAllow *ebpf.MapSpec `ebpf:"source_allow"`
-	Stats       *ebpf.MapSpec `ebpf:"stats"`
-	VniAllow    *ebpf.MapSpec `ebpf:"vni_allow"`
-	Wake        *ebpf.MapSpec `ebpf:"wake"`
+	ShadowtapPorts *ebpf.MapSpec `ebpf:"shadowtap_ports"`
+	ShadowtapRing  *ebpf.MapSpec `ebpf:"shadowtap_ring"`
+	ShadowtapSrcs  *ebpf.MapSpec `ebpf:"shadowtap_srcs"`
+	ShadowtapStats *ebpf.MapSpec `ebpf:"shadowtap_stats"`
+	ShadowtapUnsrv *ebpf.MapSpec `ebpf:"shadowtap_unsrv"`
+	ShadowtapVnis  *ebpf.MapSpec `ebpf:"shadowtap_vnis"`
+	ShadowtapWake  *ebpf.MapSpec `ebpf:"shadowtap_wake"`
 }
 
 // ShadowtapVariableSpecs contains global variables before they are loaded into the kernel.
@@ -173,22 +182,24 @@ func (o *ShadowtapObjects) Close() error {
 //
 // It can be passed to LoadShadowtapObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ShadowtapMaps struct {
-	Events      *ebpf.Map `ebpf:"events"`
-	Ports       *ebpf.Map `ebpf:"ports"`
-	SourceAllow *ebpf.Map `ebpf:"source_allow"`
-	Stats       *ebpf.Map `ebpf:"stats"`
-	VniAllow    *ebpf.Map `ebpf:"vni_allow"`
-	Wake        *ebpf.Map `ebpf:"wake"`
+	ShadowtapPorts *ebpf.Map `ebpf:"shadowtap_ports"`
+	ShadowtapRing  *ebpf.Map `ebpf:"shadowtap_ring"`
+	ShadowtapSrcs  *ebpf.Map `ebpf:"shadowtap_srcs"`
+	ShadowtapStats *ebpf.Map `ebpf:"shadowtap_stats"`
+	ShadowtapUnsrv *ebpf.Map `ebpf:"shadowtap_unsrv"`
+	ShadowtapVnis  *ebpf.Map `ebpf:"shadowtap_vnis"`
+	ShadowtapWake  *ebpf.Map `ebpf:"shadowtap_wake"`
 }
 
 func (m *ShadowtapMaps) Close() error {
 	return _ShadowtapClose(
-		m.Events,
-		m.Ports,
-		m.SourceAllow,
-		m.Stats,
-		m.VniAllow,
-		m.Wake,
+		m.ShadowtapPorts,
+		m.ShadowtapRing,
+		m.ShadowtapSrcs,
+		m.ShadowtapStats,
+		m.ShadowtapUnsrv,
+		m.ShadowtapVnis,
+		m.ShadowtapWake,
 	)
 }
 

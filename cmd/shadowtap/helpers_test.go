@@ -106,6 +106,14 @@ func shadowTarget(lab *testenv.Lab, port int) string {
 // if the test has not stopped it.
 func startRun(t *testing.T, lab *testenv.Lab, pinRoot string, extra ...string) *proc {
 	t.Helper()
+	return startRunWrapped(t, lab, pinRoot, nil, extra...)
+}
+
+// startRunWrapped is startRun with the command line prefix wrap instead of
+// the test binary (e.g. setpriv ... /copy/of/the/test/binary, to drop
+// privileges); the run arguments follow it.
+func startRunWrapped(t *testing.T, lab *testenv.Lab, pinRoot string, wrap []string, extra ...string) *proc {
+	t.Helper()
 	args := append(runArgs(lab, pinRoot), extra...)
 	p := &proc{
 		t: t, lab: lab, pinRoot: pinRoot, out: &syncBuffer{}, done: make(chan struct{}),
@@ -115,7 +123,11 @@ func startRun(t *testing.T, lab *testenv.Lab, pinRoot string, extra ...string) *
 		},
 	}
 	// Not CommandContext: the test decides how the process ends.
-	p.cmd = lab.NsenterCommand(context.Background(), lab.RecvNS, os.Args[0], args...)
+	if len(wrap) == 0 {
+		p.cmd = lab.NsenterCommand(context.Background(), lab.RecvNS, os.Args[0], args...)
+	} else {
+		p.cmd = lab.NsenterCommand(context.Background(), lab.RecvNS, wrap[0], append(wrap[1:len(wrap):len(wrap)], args...)...)
+	}
 	p.cmd.Env = append(os.Environ(), mainEnv+"=1")
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {

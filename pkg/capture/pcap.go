@@ -320,3 +320,6 @@ func pcapMonotonicNs() uint64 {
 	}
 	return uint64(ts.Nano())
 }
+
+// UnservedPorts reports the ports of segments dropped as drop_port.
+func (p *Pcap) UnservedPorts() ([]event.PortCount, error) { return p.dec.UnservedPorts() }

@@ -250,23 +250,24 @@ func (s *Socket) Close() error {
 // Counters returns the outcome counters summed over the sockets, with the
 // same names as the BPF program's. Datagrams the kernel dropped because a
 // socket buffer was full (SO_RXQ_OVFL, or SK_MEMINFO_DROPS when fresher)
-// are counted in LostRingbuf: like a full ring buffer, the queue between the
-// kernel and the reader overflowed, and their outcome is unknown. KernelDrops
-// reports them separately.
+// are counted in LostSocket (the queue between the kernel and the reader
+// overflowed, and their outcome is unknown); LostRingbuf stays for the
+// reader's own hand-over failures, as with XDP. KernelDrops reports the
+// former alone.
 func (s *Socket) Counters() (event.Counters, error) {
 	s.refreshDrops()
 	var c event.Counters
 	for _, r := range s.readers {
 		r.mu.Lock()
 		c.Add(&r.counters)
-		c.Outcomes[event.LostRingbuf] += uint64(max(r.ovfl, r.memDrops))
+		c.Outcomes[event.LostSocket] += uint64(max(r.ovfl, r.memDrops))
 		r.mu.Unlock()
 	}
 	return c, nil
 }
 
-// KernelDrops returns the datagrams the kernel dropped on the sockets (part
-// of Counters' LostRingbuf).
+// KernelDrops returns the datagrams the kernel dropped on the sockets
+// (Counters' LostSocket).
 func (s *Socket) KernelDrops() uint64 {
 	s.refreshDrops()
 	var n uint64
@@ -467,3 +468,6 @@ func rxqOvfl(b []byte) (uint32, bool) {
 	}
 	return 0, false
 }
+
+// UnservedPorts reports the ports of segments dropped as drop_port.
+func (s *Socket) UnservedPorts() ([]event.PortCount, error) { return s.dec.UnservedPorts() }

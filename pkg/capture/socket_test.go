@@ -359,11 +359,11 @@ func TestSocketKernelDrops(t *testing.T) {
 	sink := &sockSink{}
 	sockStartRun(t, s, sink)
 	c := sockWaitPackets(t, s, n)
-	if c.Packets() != n || c.Outcomes[event.Emit]+c.Outcomes[event.LostRingbuf] != n || c.Outcomes[event.LostRingbuf] == 0 {
-		t.Errorf("counters %+v: want %d packets, emit + lost_ringbuf = %d, some lost", c, n, n)
+	if c.Packets() != n || c.Outcomes[event.Emit]+c.Outcomes[event.LostSocket] != n || c.Outcomes[event.LostSocket] == 0 {
+		t.Errorf("counters %+v: want %d packets, emit + lost_socket = %d, some lost", c, n, n)
 	}
-	if d := s.KernelDrops(); d != c.Outcomes[event.LostRingbuf] {
-		t.Errorf("KernelDrops %d, lost_ringbuf %d", d, c.Outcomes[event.LostRingbuf])
+	if d := s.KernelDrops(); d != c.Outcomes[event.LostSocket] {
+		t.Errorf("KernelDrops %d, lost_socket %d", d, c.Outcomes[event.LostSocket])
 	}
 }
 
@@ -482,5 +482,5 @@ func BenchmarkSocket(b *testing.B) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	b.ReportMetric(100*float64(c.Outcomes[event.LostRingbuf])/float64(b.N), "lost%")
+	b.ReportMetric(100*float64(c.Outcomes[event.LostSocket])/float64(b.N), "lost%")
 }

@@ -17,6 +17,7 @@ package decap
 import (
 	"encoding/binary"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/shadowtap/shadowtap/pkg/event"
 )
@@ -39,6 +40,43 @@ type Decoder struct {
 	vnis      map[uint32]struct{}
 	sources   []netip.Prefix
 	vxlanPort uint16
+	unserved  [event.UnservedSlots]unservedSlot // ports of drop_port segments (see UnservedPorts)
+}
+
+// unservedSlot is one slot of the unserved-port sketch: the port packed in
+// the high 16 bits of v, the count in the low 48, so one atomic word holds
+// both and concurrent readers (socket) never tear them.
+type unservedSlot struct{ v atomic.Uint64 }
+
+// noteUnserved records the likely server port (the lower one) of a segment
+// that matched no served port.
+func (d *Decoder) noteUnserved(sport, dport uint16) {
+	port := min(sport, dport)
+	s := &d.unserved[int(port)%event.UnservedSlots]
+	for {
+		old := s.v.Load()
+		nv := uint64(port)<<48 | 1
+		if uint16(old>>48) == port && old&(1<<48-1) != 0 {
+			nv = old + 1
+		}
+		if s.v.CompareAndSwap(old, nv) {
+			return
+		}
+	}
+}
+
+// UnservedPorts returns the ports of segments dropped as drop_port, most
+// seen first (a sketch: see event.UnservedPorter).
+func (d *Decoder) UnservedPorts() ([]event.PortCount, error) {
+	var out []event.PortCount
+	for i := range d.unserved {
+		v := d.unserved[i].v.Load()
+		if n := v & (1<<48 - 1); n > 0 {
+			out = append(out, event.PortCount{Port: uint16(v >> 48), Segments: n})
+		}
+	}
+	event.SortPortCounts(out)
+	return out, nil
 }
 
 // New returns a Decoder for cfg. Prefixes are masked; IPv4-mapped IPv6
@@ -254,6 +292,7 @@ func (d *Decoder) VXLAN(src netip.Addr, b []byte, h *event.Header) (payload []by
 	case d.served(sport):
 		dir = event.Response
 	default:
+		d.noteUnserved(sport, dport)
 		return nil, event.DropPort
 	}
 	wire := ipLeft - doff

@@ -3,6 +3,8 @@ package decap_test
 import (
 	"bytes"
 	"net/netip"
+	"slices"
+	"sync"
 	"testing"
 	"unsafe"
 
@@ -211,5 +213,39 @@ func BenchmarkFrame(b *testing.B) {
 				decap.Count(&c, o, &h, len(f))
 			}
 		})
+	}
+}
+
+// TestUnservedPorts checks the sketch of ports that matched no served port,
+// the same as the XDP program's (pkg/xdp TestUnservedPorts), also with
+// several goroutines decoding at once as the socket source's readers do.
+func TestUnservedPorts(t *testing.T) {
+	d := decap.New(decap.Config{Ports: []uint16{8080}})
+	frame := func(port uint16) []byte {
+		f, _ := frames.VXLAN(
+			frames.Outer{Src: netip.MustParseAddr("10.1.2.3"), Dst: netip.MustParseAddr("10.9.9.9"), SrcPort: 51000, VNI: 1},
+			frames.Inner{Src: netip.MustParseAddr("192.168.1.10"), Dst: netip.MustParseAddr("192.168.1.20"),
+				SrcPort: 40000, DstPort: port, Seq: 7, Ack: 9, Flags: event.TCPAck, Payload: []byte("x")})
+		return f
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			var h event.Header
+			for range 250 {
+				d.Frame(frame(443), &h)
+			}
+			d.Frame(frame(9443), &h)
+			d.Frame(frame(8080), &h) // served: not in the sketch
+		})
+	}
+	wg.Wait()
+	got, err := d.UnservedPorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []event.PortCount{{Port: 443, Segments: 1000}, {Port: 9443, Segments: 4}}
+	if !slices.Equal(got, want) {
+		t.Errorf("UnservedPorts = %v, want %v", got, want)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shadowtap/shadowtap/pkg/event"
@@ -93,6 +94,9 @@ type shard struct {
 	// delivered batch (dispatcher side).
 	damaged   []Key
 	damageAll bool
+	// beat is when the shard goroutine last finished a batch or a tick
+	// (unix ns): a shard stuck in a handler stops it (see Stalled).
+	beat atomic.Int64
 }
 
 // Dispatcher is the event.Batcher that feeds the flow stage: it spreads
@@ -151,6 +155,19 @@ func (d *Dispatcher) Stats() StatsSnapshot {
 		s.Add(sh.r.Stats().Snapshot())
 	}
 	return s
+}
+
+// Stalled reports the first shard whose goroutine has not finished a batch
+// or a tick for longer than maxAge at now (idle shards tick every
+// TickInterval, so a healthy one is never older than that plus one batch);
+// ok is false when every shard is live. The systemd watchdog uses it.
+func (d *Dispatcher) Stalled(now time.Time, maxAge time.Duration) (shard int, age time.Duration, ok bool) {
+	for i, sh := range d.shards {
+		if a := now.Sub(time.Unix(0, sh.beat.Load())); a > maxAge {
+			return i, a, true
+		}
+	}
+	return 0, 0, false
 }
 
 // flowHash is a symmetric hash of the segment's endpoints and VNI: swapping
@@ -309,6 +326,7 @@ func (d *Dispatcher) run(i int, s *shard) {
 	tick := time.NewTicker(d.cfg.TickInterval)
 	defer tick.Stop()
 	r := s.r
+	s.beat.Store(time.Now().UnixNano())
 	for {
 		select {
 		case b, ok := <-s.queue:
@@ -317,8 +335,10 @@ func (d *Dispatcher) run(i int, s *shard) {
 				return
 			}
 			d.process(s, b)
+			s.beat.Store(time.Now().UnixNano())
 		case now := <-tick.C:
 			r.Tick(now)
+			s.beat.Store(time.Now().UnixNano())
 		case <-d.ctx.Done():
 		drain:
 			for {

@@ -208,3 +208,42 @@ func TestDispatcherContextCancel(t *testing.T) {
 	}
 	checkIdentity(t, s)
 }
+
+// TestStalled checks what the systemd watchdog relies on: idle shards stay
+// live (they tick), and a shard stuck in a handler is reported until it
+// gets going again.
+func TestStalled(t *testing.T) {
+	var rec recorder
+	entered, release := make(chan struct{}), make(chan struct{})
+	factory := func(k Key, ts uint64, mid bool) Handler {
+		c := rec.factory(k, ts, mid).(*recConn)
+		return &blockingHandler{recConn: c, entered: entered, release: release}
+	}
+	const tick = 5 * time.Millisecond
+	d := NewDispatcher(context.Background(), DispatchConfig{Shards: 2, TickInterval: tick}, factory)
+	defer d.Close()
+	time.Sleep(10 * tick)
+	if i, age, stalled := d.Stalled(time.Now(), 20*tick); stalled {
+		t.Fatalf("idle shard %d reported stalled (%v)", i, age)
+	}
+	feed(d, sg{dir: event.Request, seq: 1, data: "GET", port: 1})
+	d.Flush()
+	<-entered // the shard is now stuck in Data
+	time.Sleep(30 * tick)
+	want := d.shardOf(func() *event.Header { h := (sg{dir: event.Request, seq: 1, data: "GET", port: 1}).header(); return &h }())
+	i, age, stalled := d.Stalled(time.Now(), 20*tick)
+	if !stalled || i != want {
+		t.Fatalf("Stalled = shard %d, %v, %v; want shard %d stalled", i, age, stalled, want)
+	}
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, _, stalled := d.Stalled(time.Now(), 20*tick); !stalled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("shard still reported stalled after its handler returned")
+		}
+		time.Sleep(tick)
+	}
+}

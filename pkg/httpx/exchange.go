@@ -30,9 +30,37 @@ type Response struct {
 	Head          []byte
 	Fields        []Field
 	BodyLen       int64  // body bytes (de-chunked)
-	Body          []byte // body bytes, only with Config.KeepResponseBodies; nil when TooLarge
-	TooLarge      bool
-	Start, End    uint64
+	Body          []byte // the first Config.ResponseBodyKeep body bytes (de-chunked); nil when not kept or TooLarge
+	// BodyComplete says Body holds the whole body (a response without a
+	// body is complete). When it does not, BodyHash is FNV-1a 64 of the
+	// whole de-chunked body (hashed as it streams by, from the first byte
+	// once the body goes beyond Config.ResponseBodyKeep: a body that fits
+	// is not hashed, the comparison hashes Body itself if it needs to).
+	// Both only when Config.ResponseBodyKeep > 0 and the response is not
+	// TooLarge: otherwise false and 0.
+	BodyComplete bool
+	BodyHash     uint64
+	TooLarge     bool
+	Start, End   uint64
+}
+
+// FNV-1a 64 parameters, for Response.BodyHash.
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
+
+// HashInit is the FNV-1a 64 hash of no bytes: BodyHash of an empty body.
+const HashInit uint64 = fnvOffset64
+
+// HashAdd continues an FNV-1a 64 hash (start from HashInit) over b: the hash
+// Response.BodyHash holds, for a comparison stage hashing the other side.
+func HashAdd(h uint64, b []byte) uint64 {
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= fnvPrime64
+	}
+	return h
 }
 
 // Get returns the first value of the named header (case-insensitive), or nil.

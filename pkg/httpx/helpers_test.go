@@ -29,6 +29,8 @@ type rec struct {
 	respLen              int64
 	respTooLarge         bool
 	respStart, respEnd   uint64
+	respComplete         bool
+	respHash             uint64
 	done                 bool
 }
 
@@ -108,6 +110,7 @@ func (s *recSink) Response(ex *Exchange) {
 	if p := ex.Resp; p != nil {
 		r.hasResp, r.status, r.respHead, r.respBody = true, p.Status, string(p.Head), string(p.Body)
 		r.respLen, r.respTooLarge, r.respStart, r.respEnd = p.BodyLen, p.TooLarge, p.Start, p.End
+		r.respComplete, r.respHash = p.BodyComplete, p.BodyHash
 	}
 }
 
@@ -137,7 +140,7 @@ var testKey = flow.Key{VNI: 7, Client: netip.MustParseAddrPort("10.0.0.1:40000")
 func play(t testing.TB, cfg Config, mid bool, steps []step, chunk int) (*recSink, StatsSnapshot) {
 	sink := newRecSink(t)
 	var st Stats
-	cfg.KeepResponseBodies = true // the tables check production's bodies too
+	cfg.ResponseBodyKeep = KeepWholeBody // the tables check production's bodies too
 	h := NewFactory(cfg, sink, &st, nil)(testKey, 0, mid)
 	for i, s := range steps {
 		ts := uint64(i + 1)

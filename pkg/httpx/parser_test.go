@@ -1,7 +1,6 @@
 package httpx
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -185,7 +184,7 @@ func TestHeadAndFields(t *testing.T) {
 			t.Errorf("Get missing != nil")
 		}
 	}}
-	h := NewFactory(Config{KeepResponseBodies: true}, sink, nil, nil)(testKey, 0, false)
+	h := NewFactory(Config{ResponseBodyKeep: KeepWholeBody}, sink, nil, nil)(testKey, 0, false)
 	h.Data(Q, []byte(raw), 1)
 	if got == nil || got.head != raw || string(got.method) != "GET" {
 		t.Fatalf("head %+v", got)
@@ -254,36 +253,57 @@ func TestPlainRun(t *testing.T) {
 	}
 }
 
-// By default production's response bodies are measured, not kept: the replay
-// stage compares lengths, and copying every response byte is most of the
-// parser's work. Request bodies are always kept (they are replayed).
-func TestResponseBodiesMeasuredNotKept(t *testing.T) {
-	for _, keep := range []bool{false, true} {
-		t.Run(fmt.Sprintf("keep=%v", keep), func(t *testing.T) {
+// By default production's response bodies are measured, not kept: copying
+// every response byte is most of the parser's work. With ResponseBodyKeep
+// the first bytes are kept for the comparison stage and a longer body is
+// hashed whole (FNV-1a 64, as HashAdd), whatever its framing. Request
+// bodies are always kept (they are replayed).
+func TestResponseBodyKeep(t *testing.T) {
+	fnv := func(s string) uint64 { return HashAdd(HashInit, []byte(s)) }
+	type want struct {
+		body     string
+		complete bool
+		hash     uint64
+	}
+	bodies := []string{"body", "abc", "", "until close"}
+	tests := []struct {
+		name string
+		keep int64
+		want []want
+	}{
+		{"off", 0, []want{{}, {}, {}, {}}},
+		// A body that fits is kept whole and not hashed; a longer one is
+		// hashed whole, whatever its framing and segmentation.
+		{"whole", KeepWholeBody, []want{{"body", true, 0}, {"abc", true, 0}, {"", true, 0}, {"until close", true, 0}}},
+		{"first 3 bytes", 3, []want{{"bod", false, fnv("body")}, {"abc", true, 0}, {"", true, 0}, {"unt", false, fnv("until close")}}},
+		{"first 2 bytes", 2, []want{{"bo", false, fnv("body")}, {"ab", false, fnv("abc")}, {"", true, 0}, {"un", false, fnv("until close")}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
 			sink := newRecSink(t)
-			h := NewFactory(Config{KeepResponseBodies: keep}, sink, nil, nil)(testKey, 0, false)
+			h := NewFactory(Config{ResponseBodyKeep: tt.keep}, sink, nil, nil)(testKey, 0, false)
 			h.Data(Q, []byte("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"), 1)
 			h.Data(R, []byte("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody"), 2)
-			h.Data(R, []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"), 3)
-			h.Data(Q, []byte("GET /n HTTP/1.1\r\nHost: a\r\n\r\n"), 4)
-			h.Close(flow.CloseFIN, 5)
-			if len(sink.recs) != 2 {
-				t.Fatalf("%d exchanges, want 2", len(sink.recs))
+			h.Data(Q, []byte("GET /c HTTP/1.1\r\nHost: a\r\n\r\n"), 3)
+			// chunked in two chunks, split across segments
+			h.Data(R, []byte("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n"), 4)
+			h.Data(R, []byte("1\r\nc\r\n0\r\n\r\n"), 5)
+			h.Data(Q, []byte("HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n"), 6)
+			h.Data(R, []byte("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n"), 7)
+			h.Data(Q, []byte("GET /n HTTP/1.1\r\nHost: a\r\n\r\n"), 8)
+			h.Data(R, []byte("HTTP/1.1 200 OK\r\n\r\nuntil"), 9)
+			h.Data(R, []byte(" close"), 10)
+			h.Close(flow.CloseFIN, 11)
+			if len(sink.recs) != 4 {
+				t.Fatalf("%d exchanges, want 4", len(sink.recs))
 			}
-			for i, want := range []struct {
-				body string
-				n    int64
-			}{{"body", 4}, {"abc", 3}} {
+			for i, w := range tt.want {
 				r := sink.recs[i]
-				if r.respLen != want.n {
-					t.Errorf("exchange %d: BodyLen %d, want %d", i, r.respLen, want.n)
+				if r.respLen != int64(len(bodies[i])) {
+					t.Errorf("exchange %d: BodyLen %d, want %d", i, r.respLen, len(bodies[i]))
 				}
-				wantBody := ""
-				if keep {
-					wantBody = want.body
-				}
-				if r.respBody != wantBody {
-					t.Errorf("exchange %d: response body %q, want %q", i, r.respBody, wantBody)
+				if r.respBody != w.body || r.respComplete != w.complete || r.respHash != w.hash {
+					t.Errorf("exchange %d: body %q complete %v hash %x, want %q %v %x", i, r.respBody, r.respComplete, r.respHash, w.body, w.complete, w.hash)
 				}
 			}
 			if sink.recs[0].body != "hello" {

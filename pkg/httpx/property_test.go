@@ -306,7 +306,7 @@ func TestOracleNetHTTP(t *testing.T) {
 				got.fields.Add(string(f.Name), string(f.Value))
 			}
 		}}
-		h := NewFactory(Config{KeepResponseBodies: true}, sink, nil, nil)(flow.Key{}, 0, false)
+		h := NewFactory(Config{ResponseBodyKeep: KeepWholeBody}, sink, nil, nil)(flow.Key{}, 0, false)
 		for _, s := range cuts(rng, g.req, 100) {
 			h.Data(Q, []byte(s), 1)
 		}

@@ -109,7 +109,7 @@ func (s fieldSink) Response(ex *Exchange) {
 func TestFieldsStayInHead(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
 	var n sinkCounts
-	h := NewFactory(Config{KeepResponseBodies: true}, fieldSink{t, &n}, nil, nil)(testKey, 0, false)
+	h := NewFactory(Config{ResponseBodyKeep: KeepWholeBody}, fieldSink{t, &n}, nil, nil)(testKey, 0, false)
 	const exchanges = 3000
 	wantBig := 0
 	for i := 0; i < exchanges; i++ {

@@ -35,7 +35,7 @@ func (s *dumpSink) Response(ex *Exchange) {
 // splitRun feeds prefix (requests) then data to dir, in pieces of at most
 // seg bytes (0: whole), every piece with the same timestamp.
 func splitRun(dir event.Direction, prefix, data []byte, seg int, mid bool) string {
-	cfg := Config{MaxHeaderBytes: 512, MaxBodyBytes: 1024, MaxResyncBytes: 4096, KeepResponseBodies: true}
+	cfg := Config{MaxHeaderBytes: 512, MaxBodyBytes: 1024, MaxResyncBytes: 4096, ResponseBodyKeep: KeepWholeBody}
 	sink := &dumpSink{}
 	var st Stats
 	h := NewFactory(cfg, sink, &st, nil)(flow.Key{}, 0, mid)

@@ -18,12 +18,19 @@ type Config struct {
 	// for the next message start after a gap or a mid-stream join; beyond it
 	// the connection is given up as not HTTP. Default MaxHeaderBytes+MaxBodyBytes.
 	MaxResyncBytes int64
-	// KeepResponseBodies keeps production's response bodies in
-	// Response.Body. Off by default: the replay stage compares statuses and
-	// body lengths (Response.BodyLen is always counted), and not copying the
-	// bodies saves most of the parser's copying and memory.
-	KeepResponseBodies bool
+	// ResponseBodyKeep keeps at most this many bytes of each production
+	// response body in Response.Body (de-chunked, content coding still
+	// applied) and, for a longer body, hashes the whole of it
+	// (Response.BodyHash, FNV-1a 64), for the comparison stage. 0, the default, keeps nothing and hashes nothing:
+	// the body is only measured (Response.BodyLen is always counted), which
+	// saves most of the parser's copying and memory. KeepWholeBody keeps
+	// every body up to MaxBodyBytes.
+	ResponseBodyKeep int64
 }
+
+// KeepWholeBody as Config.ResponseBodyKeep keeps whole response bodies (up
+// to MaxBodyBytes).
+const KeepWholeBody int64 = 1<<63 - 1
 
 func (c Config) withDefaults() Config {
 	if c.MaxHeaderBytes <= 0 {
@@ -37,6 +44,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxResyncBytes <= 0 {
 		c.MaxResyncBytes = int64(c.MaxHeaderBytes) + c.MaxBodyBytes
+	}
+	if c.ResponseBodyKeep < 0 {
+		c.ResponseBodyKeep = 0
 	}
 	return c
 }

@@ -67,9 +67,22 @@ func (c *captureCollector) Collect(ch chan<- prometheus.Metric) {
 // Opened). Nested structs add their field name to the prefix; map[string]
 // fields become one series per key with a "key" label. New counters in a
 // stage's Stats appear without touching this package.
+//
+// A snapshot type gives each field its HELP sentence by implementing Helper;
+// a field without one gets a placeholder that a test in each stage refuses.
 func Stage(stage string, snapshot func() any) prometheus.Collector {
 	return &stageCollector{prefix: Namespace + "_" + stage, snapshot: snapshot}
 }
+
+// Helper is implemented by a stage's snapshot type: MetricHelp maps a Go
+// field name to the sentence a person reads in /metrics' HELP line.
+type Helper interface {
+	MetricHelp() map[string]string
+}
+
+// MissingHelp is the start of the HELP text of a field whose snapshot gives
+// none; tests look for it.
+const MissingHelp = "undocumented:"
 
 type stageCollector struct {
 	prefix   string
@@ -81,20 +94,26 @@ type stageCollector struct {
 func (c *stageCollector) Describe(chan<- *prometheus.Desc) {}
 
 func (c *stageCollector) Collect(ch chan<- prometheus.Metric) {
-	emit(ch, c.prefix, reflect.ValueOf(c.snapshot()))
+	emit(ch, c.prefix, "", reflect.ValueOf(c.snapshot()))
 }
 
-func emit(ch chan<- prometheus.Metric, name string, v reflect.Value) {
+// emit sends the metrics of v under name; doc is the HELP text for a
+// number or map (from the enclosing struct's Helper).
+func emit(ch chan<- prometheus.Metric, name, doc string, v reflect.Value) {
 	switch v.Kind() {
 	case reflect.Pointer, reflect.Interface:
 		if !v.IsNil() {
-			emit(ch, name, v.Elem())
+			emit(ch, name, doc, v.Elem())
 		}
 	case reflect.Struct:
+		var docs map[string]string
+		if h, ok := v.Interface().(Helper); ok {
+			docs = h.MetricHelp()
+		}
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
 			if f := t.Field(i); f.IsExported() {
-				emit(ch, name+"_"+snake(f.Name), v.Field(i))
+				emit(ch, name+"_"+snake(f.Name), docs[f.Name], v.Field(i))
 			}
 		}
 	case reflect.Map:
@@ -104,13 +123,13 @@ func emit(ch chan<- prometheus.Metric, name string, v reflect.Value) {
 		it := v.MapRange()
 		for it.Next() {
 			if f, ok := number(it.Value()); ok {
-				desc := prometheus.NewDesc(metricName(name), help(name), []string{"key"}, nil)
+				desc := prometheus.NewDesc(metricName(name), help(name, doc), []string{"key"}, nil)
 				ch <- prometheus.MustNewConstMetric(desc, valueType(name), f, it.Key().String())
 			}
 		}
 	default:
 		if f, ok := number(v); ok {
-			desc := prometheus.NewDesc(metricName(name), help(name), nil, nil)
+			desc := prometheus.NewDesc(metricName(name), help(name, doc), nil, nil)
 			ch <- prometheus.MustNewConstMetric(desc, valueType(name), f)
 		}
 	}
@@ -157,8 +176,11 @@ func metricName(name string) string {
 	return name + "_total"
 }
 
-func help(name string) string {
-	return "shadowtap " + strings.ReplaceAll(strings.TrimPrefix(name, Namespace+"_"), "_", " ") + " (see README, Metrics)."
+func help(name, doc string) string {
+	if doc != "" {
+		return doc
+	}
+	return MissingHelp + " " + strings.ReplaceAll(strings.TrimPrefix(name, Namespace+"_"), "_", " ") + " (see README, Metrics)."
 }
 
 // snake turns a Go field name into snake_case: ReqTooLarge → req_too_large,
@@ -176,4 +198,25 @@ func snake(s string) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// Undocumented gathers c and returns the names of its metrics whose HELP
+// text is the MissingHelp placeholder; tests use it so that a new counter
+// cannot ship without a sentence.
+func Undocumented(c prometheus.Collector) ([]string, error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(c); err != nil {
+		return nil, err
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetHelp(), MissingHelp) {
+			out = append(out, mf.GetName())
+		}
+	}
+	return out, nil
 }

@@ -42,19 +42,19 @@ func TestStageExposesEveryField(t *testing.T) {
 	s := snap{Requests: 7, ConnsTracked: 3, Opened: 5, Inner: nested{Gaps: 2}, ByStatus: map[string]uint64{"2xx": 4}, unexported: 1}
 	c := Stage("test", func() any { return s })
 	want := `
-# HELP shadowtap_test_by_status_total shadowtap test by status (see README, Metrics).
+# HELP shadowtap_test_by_status_total undocumented: test by status (see README, Metrics).
 # TYPE shadowtap_test_by_status_total counter
 shadowtap_test_by_status_total{key="2xx"} 4
-# HELP shadowtap_test_conns_tracked shadowtap test conns tracked (see README, Metrics).
+# HELP shadowtap_test_conns_tracked undocumented: test conns tracked (see README, Metrics).
 # TYPE shadowtap_test_conns_tracked gauge
 shadowtap_test_conns_tracked 3
-# HELP shadowtap_test_inner_gaps_total shadowtap test inner gaps (see README, Metrics).
+# HELP shadowtap_test_inner_gaps_total undocumented: test inner gaps (see README, Metrics).
 # TYPE shadowtap_test_inner_gaps_total counter
 shadowtap_test_inner_gaps_total 2
-# HELP shadowtap_test_opened_total shadowtap test opened (see README, Metrics).
+# HELP shadowtap_test_opened_total undocumented: test opened (see README, Metrics).
 # TYPE shadowtap_test_opened_total counter
 shadowtap_test_opened_total 5
-# HELP shadowtap_test_requests_total shadowtap test requests (see README, Metrics).
+# HELP shadowtap_test_requests_total Requests seen.
 # TYPE shadowtap_test_requests_total counter
 shadowtap_test_requests_total 7
 `
@@ -103,5 +103,31 @@ func TestCaptureCollector(t *testing.T) {
 	bad := Capture(func() (event.Counters, error) { return event.Counters{}, errors.New("map gone") })
 	if err := testutil.CollectAndCompare(bad, strings.NewReader("")); err == nil {
 		t.Error("a failing read must surface as a collection error")
+	}
+}
+
+func (snap) MetricHelp() map[string]string {
+	return map[string]string{"Requests": "Requests seen.", "Inner": "ignored: a struct"}
+}
+
+func TestHelpFromSnapshot(t *testing.T) {
+	c := Stage("t", func() any { return snap{Requests: 1, Inner: nested{Gaps: 2}} })
+	undoc, err := Undocumented(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Requests is documented by snap.MetricHelp; the others are not.
+	want := map[string]bool{"shadowtap_t_conns_tracked": true, "shadowtap_t_opened_total": true, "shadowtap_t_inner_gaps_total": true}
+	got := map[string]bool{}
+	for _, n := range undoc {
+		got[n] = true
+	}
+	for n := range want {
+		if !got[n] {
+			t.Errorf("%s has a HELP text, want the placeholder (got undocumented %v)", n, undoc)
+		}
+	}
+	if got["shadowtap_t_requests_total"] {
+		t.Errorf("shadowtap_t_requests_total: the snapshot's MetricHelp was not used")
 	}
 }

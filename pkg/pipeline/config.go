@@ -1,8 +1,9 @@
 // Package pipeline wires shadowtap's stages together for `shadowtap run`:
 // capture (XDP ring buffer, UDP socket or pcap file) → shards and TCP
 // reassembly (pkg/flow) → HTTP/1.x exchanges (pkg/httpx) → replay to the
-// shadow targets (pkg/replay), with Prometheus metrics, health endpoints, the
-// periodic summary line and an orderly drain on shutdown.
+// shadow targets (pkg/replay) → comparison with production (pkg/verdict),
+// with Prometheus metrics, health endpoints, GET /verdict, the periodic
+// summary line and an orderly drain on shutdown.
 package pipeline
 
 import (
@@ -20,6 +21,7 @@ import (
 
 	"github.com/shadowtap/shadowtap/pkg/capture"
 	"github.com/shadowtap/shadowtap/pkg/replay"
+	"github.com/shadowtap/shadowtap/pkg/verdict"
 )
 
 // Capture sources.
@@ -76,6 +78,29 @@ type Config struct {
 	// MaxResponseHeaderBytes bounds the shadow's response head.
 	MaxResponseHeaderBytes int64
 
+	// HTTPS shadows and load multiplication (see shadowtls.go).
+	CAFile             string   // --ca-file: PEM roots for https targets, instead of the system pool
+	ClientCert         string   // --client-cert (with --client-key): mTLS
+	ClientKey          string   // --client-key
+	InsecureSkipVerify bool     // --insecure-skip-verify
+	Multiply           []string // --multiply F or URL=F
+
+	// Comparison (pkg/verdict), on whenever there are targets.
+	Baseline         string        // --baseline URL: a target running the old code
+	ReplayDelay      time.Duration // --replay-delay
+	IgnoreHeaders    []string      // --ignore-header
+	IgnoreJSONPaths  []string      // --ignore-json-path: PATH or ROUTE=PATH
+	Routes           []string      // --route templates
+	MaxRoutes        int           // --max-routes
+	DiffLog          string        // --diff-log FILE
+	DiffLogExamples  int           // --diff-log-examples, per route and kind per minute
+	DiffLogMaxBytes  int64         // --diff-log-max-bytes
+	RedactHeaders    []string      // --redact-header
+	VerdictQueue     int           // --verdict-queue
+	CompareBodyBytes int64         // --compare-body-bytes
+	CompareBudget    int64         // --compare-budget
+	VerdictOut       string        // --verdict-out FILE
+
 	// Operations.
 	MetricsAddr  string
 	HealthAddr   string
@@ -98,15 +123,23 @@ func Defaults() Config {
 		IdleTimeout:    2 * time.Minute,
 		Methods:        replay.DefaultMethods(),
 		Sample:         100,
-		SampleKey:      "client-ip",
+		SampleKey:      replay.DefaultSampleKey,
 		MaxInflight:    replay.DefaultMaxInflight,
 		Queue:          replay.DefaultQueue,
 		Timeout:        replay.DefaultTimeout,
 
 		MaxResponseHeaderBytes: replay.DefaultMaxResponseHeaderBytes,
-		MetricsAddr:            "127.0.0.1:9464",
-		LogInterval:            10 * time.Second,
-		DrainTimeout:           10 * time.Second,
+
+		MaxRoutes:        500,
+		DiffLogExamples:  5,
+		DiffLogMaxBytes:  100 << 20,
+		VerdictQueue:     4096,
+		CompareBodyBytes: replay.DefaultCompareBodyBytes,
+		CompareBudget:    replay.DefaultCompareBudget,
+
+		MetricsAddr:  "127.0.0.1:9464",
+		LogInterval:  10 * time.Second,
+		DrainTimeout: 10 * time.Second,
 	}
 }
 
@@ -193,6 +226,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxResponseHeaderBytes < 256 {
 		return fmt.Errorf("--max-response-header-bytes %d: want at least 256 (default 1 MiB)", c.MaxResponseHeaderBytes)
+	}
+	if err := c.validateCompare(); err != nil {
+		return err
+	}
+	if err := c.validateShadowTLS(); err != nil {
+		return err
 	}
 	// The replay stage's own checks (--sample-key, --set-header, --methods,
 	// duplicate targets) belong to start-up validation too.
@@ -306,6 +345,49 @@ func checkMethod(m string) error {
 	return nil
 }
 
+// validateCompare checks the comparison flags.
+func (c *Config) validateCompare() error {
+	if c.Baseline != "" {
+		if len(c.Targets) == 0 {
+			return errors.New("--baseline needs at least one --target: the baseline is what the shadow is compared against")
+		}
+		if _, err := ParseTarget(c.Baseline); err != nil {
+			return fmt.Errorf("--baseline %q: want an http:// or https:// URL of the old code's deployment", c.Baseline)
+		}
+	}
+	if c.ReplayDelay < 0 {
+		return fmt.Errorf("--replay-delay %v: want 0 or more", c.ReplayDelay)
+	}
+	for _, h := range append(append([]string{}, c.IgnoreHeaders...), c.RedactHeaders...) {
+		if !validHeaderName(h) {
+			return fmt.Errorf("header name %q (--ignore-header, --redact-header): not a valid HTTP header name", h)
+		}
+	}
+	switch {
+	case c.MaxRoutes < 1:
+		return fmt.Errorf("--max-routes %d: want at least 1", c.MaxRoutes)
+	case c.DiffLogExamples < 1:
+		return fmt.Errorf("--diff-log-examples %d: want at least 1", c.DiffLogExamples)
+	case c.DiffLogMaxBytes < 1<<10:
+		return fmt.Errorf("--diff-log-max-bytes %d: want at least 1024", c.DiffLogMaxBytes)
+	case c.VerdictQueue < 1:
+		return fmt.Errorf("--verdict-queue %d: want at least 1", c.VerdictQueue)
+	case c.CompareBodyBytes < 1:
+		return fmt.Errorf("--compare-body-bytes %d: want at least 1", c.CompareBodyBytes)
+	case c.CompareBudget < c.CompareBodyBytes:
+		return fmt.Errorf("--compare-budget %d: want at least --compare-body-bytes (%d)", c.CompareBudget, c.CompareBodyBytes)
+	}
+	// The engine's own checks (--route templates: /path or METHOD /path;
+	// --ignore-json-path: $.path or ROUTE=$.path), without opening the
+	// diff log.
+	vc := verdictConfig(*c)
+	vc.DiffLog = ""
+	if _, err := verdict.New(vc, nil); err != nil {
+		return err
+	}
+	return nil
+}
+
 // Warnings returns what the configuration allows but its user should know,
 // one line each, for the log at start.
 func (c *Config) Warnings() []string {
@@ -319,4 +401,21 @@ func (c *Config) Warnings() []string {
 		w = append(w, "--allow-any-source: mirror packets are accepted from anyone who can reach the VXLAN port, and their requests replayed to the shadow fleet (labs only)")
 	}
 	return w
+}
+
+// validHeaderName reports whether s is an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -317,7 +317,7 @@ func newHTTPRig(t *testing.T) *httpRig {
 	// Queues deep enough that a test's whole traffic fits: these tests are
 	// about what is rebuilt, not about shedding load.
 	cfg := flow.DispatchConfig{QueueLen: 256, BatchBytes: 64 << 10, Logger: log}
-	r.disp = flow.NewDispatcher(context.Background(), cfg, httpx.NewFactory(httpx.Config{KeepResponseBodies: true}, r.log, r.stats, log))
+	r.disp = flow.NewDispatcher(context.Background(), cfg, httpx.NewFactory(httpx.Config{ResponseBodyKeep: httpx.KeepWholeBody}, r.log, r.stats, log))
 	t.Cleanup(r.close)
 	return r
 }

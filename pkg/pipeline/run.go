@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/shadowtap/shadowtap/pkg/buildinfo"
 	"github.com/shadowtap/shadowtap/pkg/capture"
 	"github.com/shadowtap/shadowtap/pkg/decap"
 	"github.com/shadowtap/shadowtap/pkg/event"
@@ -23,6 +24,7 @@ import (
 	"github.com/shadowtap/shadowtap/pkg/httpx"
 	"github.com/shadowtap/shadowtap/pkg/metrics"
 	"github.com/shadowtap/shadowtap/pkg/replay"
+	"github.com/shadowtap/shadowtap/pkg/verdict"
 	"github.com/shadowtap/shadowtap/pkg/xdp"
 )
 
@@ -36,8 +38,9 @@ type Options struct {
 }
 
 // Run runs the pipeline until ctx is done (SIGINT/SIGTERM) or, for a pcap
-// source, until the file ends. It then stops intake, drains the shards and
-// in-flight replays (up to DrainTimeout), detaches and returns.
+// source, until the file ends. It then stops intake, drains the shards, the
+// in-flight replays and the comparisons (each up to DrainTimeout), writes
+// --verdict-out, detaches and returns.
 func Run(ctx context.Context, cfg Config, opt Options) error {
 	log := opt.Log
 	if log == nil {
@@ -58,17 +61,33 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 	// go_goroutines, go_memstats_*, process_resident_memory_bytes, ...: what
 	// an operator watches for leaks.
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(buildinfo.Read().Collector())
 	var ready atomic.Bool
-	servers, err := startServers(cfg, reg, &ready, log)
+	var verdictHandler http.Handler
+	if p.engine != nil {
+		verdictHandler = p.engine.Handler()
+	}
+	servers, err := startServers(cfg, reg, verdictHandler, &ready, log)
 	if err != nil {
 		return err
 	}
 	defer servers.shutdown()
 
-	// Replay workers outlive intake so they can drain.
+	// Replay workers and the comparison outlive intake so they can drain.
 	replayCtx, cancelReplay := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelReplay()
-	var wg sync.WaitGroup
+	verdictCtx, cancelVerdict := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelVerdict()
+	var wg, verdictWG sync.WaitGroup
+	if p.engine != nil {
+		verdictWG.Add(1)
+		go func() {
+			defer verdictWG.Done()
+			if err := p.engine.Run(verdictCtx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("comparison stopped", "err", err)
+			}
+		}()
+	}
 	if p.replayer != nil {
 		wg.Add(1)
 		go func() {
@@ -81,7 +100,7 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 
 	ready.Store(true)
 	if opt.Systemd {
-		notifySystemd(ctx, &ready, log)
+		notifySystemd(ctx, &ready, p, log)
 	}
 	log.Info("shadowtap running", p.describe(cfg)...)
 	if opt.Ready != nil {
@@ -89,7 +108,7 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 	}
 
 	sumCtx, stopSummary := context.WithCancel(ctx)
-	go p.summaryLoop(sumCtx, cfg.LogInterval, log)
+	go p.summaryLoop(sumCtx, cfg, log)
 
 	runErr := p.source.Run(ctx, p.dispatch)
 	stopSummary()
@@ -111,6 +130,18 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 	}
 	cancelReplay()
 	wg.Wait()
+	if p.engine != nil {
+		// Every exchange has been handed over: let the comparison finish
+		// its queue and flush the diff log, then write the document.
+		cctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+		if err := p.engine.Close(cctx); err != nil {
+			log.Warn("comparison drain incomplete", "err", err)
+		}
+		cancel()
+		cancelVerdict()
+		verdictWG.Wait()
+		p.writeVerdict(cfg, log)
+	}
 	p.logSummary(log, "final")
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return runErr
@@ -127,6 +158,7 @@ type stages struct {
 	dispatch  *flow.Dispatcher
 	httpStats *httpx.Stats
 	replayer  *replay.Replayer
+	engine    *verdict.Engine // nil without targets
 	observer  *observer
 	summary   summaryState
 }
@@ -141,6 +173,11 @@ func build(cfg Config, log *slog.Logger) (*stages, error) {
 		if err != nil {
 			return nil, err
 		}
+		e, err := verdict.New(verdictConfig(cfg), log)
+		if err != nil {
+			return nil, fmt.Errorf("verdict: %w", err)
+		}
+		p.engine, rc.Verdict = e, e
 		r, err := replay.New(rc, log)
 		if err != nil {
 			return nil, err
@@ -149,10 +186,18 @@ func build(cfg Config, log *slog.Logger) (*stages, error) {
 		sink = r
 	} else {
 		log.Warn("no --target given: observing only, nothing is replayed")
+		if cfg.DiffLog != "" || cfg.VerdictOut != "" {
+			log.Warn("no --target given: nothing is compared, --diff-log and --verdict-out stay unwritten")
+		}
 		p.observer = &observer{}
 		sink = p.observer
 	}
-	p.factory = httpx.NewFactory(httpx.Config{MaxHeaderBytes: cfg.MaxHeaderBytes, MaxBodyBytes: cfg.MaxBodyBytes}, sink, p.httpStats, log)
+	hcfg := httpx.Config{MaxHeaderBytes: cfg.MaxHeaderBytes, MaxBodyBytes: cfg.MaxBodyBytes}
+	if p.engine != nil {
+		// Production's bodies are kept only as far as the comparison needs.
+		hcfg.ResponseBodyKeep = cfg.CompareBodyBytes
+	}
+	p.factory = httpx.NewFactory(hcfg, sink, p.httpStats, log)
 	p.flowCfg = flow.DispatchConfig{Shards: cfg.Shards, Reassembly: flow.Config{MaxConns: cfg.MaxConns, IdleTimeout: cfg.IdleTimeout}}
 
 	switch cfg.Capture {
@@ -189,6 +234,14 @@ func replayConfig(cfg Config) (replay.Config, error) {
 	rc.MaxRPS, rc.MaxInflight, rc.Queue, rc.Timeout = cfg.MaxRPS, cfg.MaxInflight, cfg.Queue, cfg.Timeout
 	rc.DropHeaders, rc.Host, rc.Marker = cfg.DropHeaders, cfg.Host, !cfg.NoMarker
 	rc.MaxResponseHeaderBytes = cfg.MaxResponseHeaderBytes
+	rc.CompareBodyBytes, rc.CompareBudget, rc.ReplayDelay = cfg.CompareBodyBytes, cfg.CompareBudget, cfg.ReplayDelay
+	if cfg.Baseline != "" {
+		u, err := ParseTarget(cfg.Baseline)
+		if err != nil {
+			return rc, fmt.Errorf("--baseline: %w", err)
+		}
+		rc.Baseline = u
+	}
 	for _, t := range cfg.Targets {
 		u, err := ParseTarget(t)
 		if err != nil {
@@ -209,10 +262,38 @@ func replayConfig(cfg Config) (replay.Config, error) {
 		}
 		rc.SetHeaders = append(rc.SetHeaders, kv)
 	}
+	if err := shadowTLSAndMultiply(cfg, &rc); err != nil {
+		return rc, err
+	}
 	if err := rc.Validate(); err != nil {
 		return rc, err
 	}
 	return rc, nil
+}
+
+// verdictConfig is the comparison stage's configuration from the flags.
+func verdictConfig(cfg Config) verdict.Config {
+	vc := verdict.DefaultConfig()
+	if cfg.Baseline != "" {
+		if u, err := ParseTarget(cfg.Baseline); err == nil {
+			vc.Baseline = u.Redacted() // replay's name for the target
+		}
+	}
+	vc.IgnoreHeaders, vc.IgnoreJSONPaths, vc.Routes = cfg.IgnoreHeaders, cfg.IgnoreJSONPaths, cfg.Routes
+	vc.MaxRoutes, vc.RedactHeaders = cfg.MaxRoutes, cfg.RedactHeaders
+	vc.DiffLog, vc.DiffLogExamples, vc.DiffLogMaxBytes = cfg.DiffLog, cfg.DiffLogExamples, cfg.DiffLogMaxBytes
+	vc.Queue = cfg.VerdictQueue
+	return vc
+}
+
+// writeVerdict writes the /verdict document to --verdict-out, if set.
+func (p *stages) writeVerdict(cfg Config, log *slog.Logger) {
+	if p.engine == nil || cfg.VerdictOut == "" {
+		return
+	}
+	if err := p.engine.WriteFile(cfg.VerdictOut); err != nil {
+		log.Error("writing --verdict-out", "file", cfg.VerdictOut, "err", err)
+	}
 }
 
 func (p *stages) close() {
@@ -229,6 +310,7 @@ func (p *stages) collectors() []prometheus.Collector {
 	}
 	if p.replayer != nil {
 		cs = append(cs, p.replayer.Collectors()...)
+		cs = append(cs, p.engine.Collectors()...)
 	} else {
 		cs = append(cs, metrics.Stage("observe", func() any { return p.observer.snapshot() }))
 	}
@@ -237,11 +319,17 @@ func (p *stages) collectors() []prometheus.Collector {
 
 func (p *stages) describe(cfg Config) []any {
 	attrs := []any{"capture", cfg.Capture, "ports", cfg.Ports, "targets", len(cfg.Targets)}
+	if cfg.Baseline != "" {
+		attrs = append(attrs, "baseline", true)
+	}
 	if cfg.Iface != "" {
 		attrs = append(attrs, "iface", cfg.Iface)
 	}
 	if cfg.MetricsAddr != "" {
 		attrs = append(attrs, "metrics", "http://"+cfg.MetricsAddr+"/metrics")
+		if p.engine != nil {
+			attrs = append(attrs, "verdict", "http://"+cfg.MetricsAddr+"/verdict")
+		}
 	}
 	return attrs
 }
@@ -250,11 +338,14 @@ func (p *stages) describe(cfg Config) []any {
 // check listener.
 type servers struct{ list []*http.Server }
 
-func startServers(cfg Config, reg *prometheus.Registry, ready *atomic.Bool, log *slog.Logger) (*servers, error) {
+func startServers(cfg Config, reg *prometheus.Registry, verdictHandler http.Handler, ready *atomic.Bool, log *slog.Logger) (*servers, error) {
 	s := &servers{}
 	if cfg.MetricsAddr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", metrics.Handler(reg))
+		if verdictHandler != nil {
+			mux.Handle("GET /verdict", verdictHandler)
+		}
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 		mux.HandleFunc("/readyz", readyHandler(ready))
 		if err := s.listen(cfg.MetricsAddr, "--metrics-addr", mux, log); err != nil {
@@ -304,8 +395,10 @@ func (s *servers) shutdown() {
 }
 
 // notifySystemd tells systemd the service is ready and, when WatchdogSec is
-// set, pings the watchdog while the pipeline is ready.
-func notifySystemd(ctx context.Context, ready *atomic.Bool, log *slog.Logger) {
+// set, pings the watchdog while the pipeline makes progress: ready, every
+// shard goroutine live and the capture reader live (see stalled). A stuck
+// stage stops the pings, so systemd restarts the service.
+func notifySystemd(ctx context.Context, ready *atomic.Bool, p *stages, log *slog.Logger) {
 	if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
 		log.Warn("sd_notify failed", "err", err)
 	} else if !ok {
@@ -318,15 +411,48 @@ func notifySystemd(ctx context.Context, ready *atomic.Bool, log *slog.Logger) {
 	go func() {
 		t := time.NewTicker(interval / 3)
 		defer t.Stop()
+		quiet := false // a stall was logged: say so once, and once when it ends
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
-				if ready.Load() {
+			case now := <-t.C:
+				why := p.stalled(now, interval/2)
+				if why == "" && ready.Load() {
 					_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+					if quiet {
+						log.Info("pipeline making progress again: watchdog pings resumed")
+						quiet = false
+					}
+					continue
+				}
+				if why != "" && !quiet {
+					log.Error("pipeline stalled: watchdog pings stopped, systemd will restart the service", "stage", why)
+					quiet = true
 				}
 			}
 		}
 	}()
+}
+
+// liveSource is a capture source that can say when its reader last ran
+// (the XDP probe; the socket and pcap sources block in the kernel or end).
+type liveSource interface {
+	LastActive() time.Time
+}
+
+// stalled names the stage that has made no progress for longer than maxAge
+// at now, or returns "".
+func (p *stages) stalled(now time.Time, maxAge time.Duration) string {
+	if p.dispatch != nil {
+		if i, age, ok := p.dispatch.Stalled(now, maxAge); ok {
+			return fmt.Sprintf("flow shard %d (no batch or tick for %v)", i, age.Round(time.Millisecond))
+		}
+	}
+	if ls, ok := p.source.(liveSource); ok {
+		if last := ls.LastActive(); !last.IsZero() && now.Sub(last) > maxAge {
+			return fmt.Sprintf("capture reader (no poll for %v)", now.Sub(last).Round(time.Millisecond))
+		}
+	}
+	return ""
 }

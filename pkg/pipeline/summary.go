@@ -21,6 +21,15 @@ type ObserveSnapshot struct {
 	Requests, Responses, NoResponse uint64
 }
 
+// MetricHelp documents the observe-only counters (shadowtap_observe_*).
+func (ObserveSnapshot) MetricHelp() map[string]string {
+	return map[string]string{
+		"Requests":   "Requests parsed while observing only (no --target): nothing is replayed.",
+		"Responses":  "Production responses paired with a request while observing only.",
+		"NoResponse": "Requests that ended without production's response while observing only.",
+	}
+}
+
 func (o *observer) Request(*httpx.Exchange) { o.requests.Add(1) }
 
 func (o *observer) Response(ex *httpx.Exchange) {
@@ -41,9 +50,9 @@ type summaryState struct {
 	lastTime time.Time
 }
 
-func (p *stages) summaryLoop(ctx context.Context, every time.Duration, log *slog.Logger) {
+func (p *stages) summaryLoop(ctx context.Context, cfg Config, log *slog.Logger) {
 	p.summary.lastTime = time.Now()
-	t := time.NewTicker(every)
+	t := time.NewTicker(cfg.LogInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -51,6 +60,7 @@ func (p *stages) summaryLoop(ctx context.Context, every time.Duration, log *slog
 			return
 		case <-t.C:
 			p.logSummary(log, "summary")
+			p.writeVerdict(cfg, log)
 		}
 	}
 }
@@ -97,12 +107,14 @@ func (p *stages) logSummary(log *slog.Logger, msg string) {
 			replayed += t.ReplayedTotal()
 			dropped += t.Dropped()
 			failed += t.Failed()
-			pending += t.Queued + t.InFlight
+			pending += t.Queued + t.InFlight + t.Duplicates.Queued + t.Duplicates.InFlight
 		}
 		attrs = append(attrs, slog.Group("replay",
 			"replayed", replayed, "filtered", r.FilteredMethod+r.FilteredPath,
 			"sampled_out", r.SampledOut, "too_large", r.TooLarge,
 			"dropped", dropped, "failed", failed, "pending", pending))
+		compared, differing := p.engine.Totals()
+		attrs = append(attrs, slog.Group("verdict", "compared", compared, "differing", differing))
 	} else {
 		o := p.observer.snapshot()
 		attrs = append(attrs, slog.Group("observe", "requests", o.Requests, "responses", o.Responses))

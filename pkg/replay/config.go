@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/textproto"
@@ -18,8 +19,17 @@ const (
 	// DefaultMaxResponseHeaderBytes bounds the shadow's response head, as
 	// http.Transport's MaxResponseHeaderBytes default.
 	DefaultMaxResponseHeaderBytes = 1 << 20
+	// DefaultCompareBodyBytes is the body bytes kept per response for the
+	// comparison (beyond, only the length and a hash of the whole body).
+	DefaultCompareBodyBytes = 1 << 20
+	// DefaultCompareBudget bounds the bytes of bodies held for comparison
+	// across the process.
+	DefaultCompareBudget = 256 << 20
 	// MarkerHeader is the header that tells the shadow a request is a replay.
 	MarkerHeader = "X-Shadowtap-Replay"
+	// MaxMultiply is the largest Config.Multiply: ten copies of every
+	// request is already a tenfold load on the shadow.
+	MaxMultiply = 10
 )
 
 // DefaultMethods are the methods replayed when Config.Methods is empty: the
@@ -41,7 +51,7 @@ type Config struct {
 	IncludePath   []*regexp.Regexp // if set, the path must match one of them
 	ExcludePath   []*regexp.Regexp // the path must match none of them
 	SamplePercent float64          // 0..100
-	SampleKey     string           // "client-ip" (default) | "header:NAME" | "cookie:NAME"
+	SampleKey     string           // "xff" (default) | "client-ip" | "header:NAME" | "cookie:NAME"
 	MaxRPS        float64          // per target; 0 = unlimited; burst = one second's worth (ceil(MaxRPS))
 	MaxInflight   int              // per target concurrent requests; default 64
 	Queue         int              // per target queue length; default 4096
@@ -49,7 +59,38 @@ type Config struct {
 	SetHeaders    []HeaderKV       // set (replacing) on every replayed request
 	DropHeaders   []string         // removed from every replayed request
 	Host          string           // overrides the Host header when set
-	Marker        bool             // add X-Shadowtap-Replay: 1
+	Marker        bool             // add X-Shadowtap-Replay: 1 (2, 3, … on the duplicates of Multiply)
+
+	// TLS is the base configuration of the connections to https targets:
+	// trusted roots (nil RootCAs: the system pool), client certificate,
+	// InsecureSkipVerify. Nil means the system roots and no client
+	// certificate. Each https target gets a clone whose ServerName (SNI and
+	// the name its certificate must carry) is Host's host name when Host is
+	// set, so a TLS ingress that routes by name sees the name production's
+	// clients use, else the target URL's host.
+	TLS *tls.Config
+
+	// Multiply is how many times each accepted request is sent to each
+	// target (GoReplay's "|200%"), 0 < Multiply <= MaxMultiply; 0 means 1.
+	// A request is sent floor(Multiply) or ceil(Multiply) times, chosen by
+	// a hash of the request's identity (its connection and index on it), so
+	// that the fraction gives the right average and the same request always
+	// gets the same count; below 1 some requests are not sent at all
+	// (dropped "multiply"). The first copy is the one compared; the others
+	// are duplicates, marked X-Shadowtap-Replay: 2, 3, … and counted apart.
+	Multiply float64
+	// TargetMultiply overrides Multiply for single targets, keyed by the
+	// target's URL (url.URL.String of a Targets entry or of Baseline). The
+	// baseline is sent every request once unless named here.
+	TargetMultiply map[string]float64
+
+	// Comparison. With Verdict nil nothing is joined, kept or hashed.
+	Verdict          Verdict       // the comparison stage (*verdict.Engine)
+	CompareBodyBytes int64         // body bytes kept per response for comparison; default 1 MiB
+	CompareBudget    int64         // bytes of bodies held in replay for comparison, process-wide; default 256 MiB
+	Baseline         *url.URL      // a target running the old code: sent every replayed request, its answers marked Baseline
+	ReplayDelay      time.Duration // hold each request this long after it was dispatched before sending it
+
 	// MaxResponseHeaderBytes bounds the bytes read for the shadow's
 	// response head (status line, headers and any 1xx before them);
 	// default 1 MiB. Beyond it the request fails: response_too_large.
@@ -61,13 +102,17 @@ func DefaultConfig() Config {
 	return Config{
 		Methods:       DefaultMethods(),
 		SamplePercent: 100,
-		SampleKey:     "client-ip",
+		SampleKey:     DefaultSampleKey,
 		MaxInflight:   DefaultMaxInflight,
 		Queue:         DefaultQueue,
 		Timeout:       DefaultTimeout,
 		Marker:        true,
 
 		MaxResponseHeaderBytes: DefaultMaxResponseHeaderBytes,
+		Multiply:               1,
+
+		CompareBodyBytes: DefaultCompareBodyBytes,
+		CompareBudget:    DefaultCompareBudget,
 	}
 }
 
@@ -78,7 +123,15 @@ const (
 	SampleClientIP SampleKind = iota // the mirrored connection's client address
 	SampleHeader                     // the first value of a request header
 	SampleCookie                     // the value of a cookie
+	// SampleXFF keys on the last address of X-Forwarded-For: the client
+	// as the load balancer in front of production (an ALB) saw it and
+	// appended it. Behind an ALB the TCP peer is one of a few ALB nodes, so
+	// the client address would key whole nodes in or out.
+	SampleXFF
 )
+
+// DefaultSampleKey is the sampling key without --sample-key.
+const DefaultSampleKey = "xff"
 
 // SampleKey is a parsed Config.SampleKey. When the header or cookie is
 // absent from a request, the client address is used instead.
@@ -93,20 +146,25 @@ func (k SampleKey) String() string {
 		return "header:" + k.Name
 	case SampleCookie:
 		return "cookie:" + k.Name
+	case SampleXFF:
+		return "xff"
 	default:
 		return "client-ip"
 	}
 }
 
-// ParseSampleKey parses "client-ip", "header:NAME" or "cookie:NAME"
-// (empty means client-ip).
+// ParseSampleKey parses "xff", "client-ip", "header:NAME" or "cookie:NAME"
+// (empty means DefaultSampleKey).
 func ParseSampleKey(s string) (SampleKey, error) {
-	if s == "" || s == "client-ip" {
+	switch s {
+	case "", "xff":
+		return SampleKey{Kind: SampleXFF}, nil
+	case "client-ip":
 		return SampleKey{Kind: SampleClientIP}, nil
 	}
 	kind, name, ok := strings.Cut(s, ":")
 	if !ok {
-		return SampleKey{}, fmt.Errorf("sample key %q: want client-ip, header:NAME or cookie:NAME", s)
+		return SampleKey{}, fmt.Errorf("sample key %q: want xff, client-ip, header:NAME or cookie:NAME", s)
 	}
 	name = strings.TrimSpace(name)
 	switch kind {
@@ -121,7 +179,7 @@ func ParseSampleKey(s string) (SampleKey, error) {
 		}
 		return SampleKey{Kind: SampleCookie, Name: name}, nil
 	}
-	return SampleKey{}, fmt.Errorf("sample key %q: want client-ip, header:NAME or cookie:NAME", s)
+	return SampleKey{}, fmt.Errorf("sample key %q: want xff, client-ip, header:NAME or cookie:NAME", s)
 }
 
 // ParseHeaderKV parses "Name: value" as given to --set-header.
@@ -172,6 +230,20 @@ func (c *Config) Validate() error {
 		}
 		seen[u.String()] = true
 	}
+	if c.Baseline != nil {
+		if err := validateTarget(c.Baseline); err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		if seen[c.Baseline.String()] {
+			return fmt.Errorf("baseline %q is also a target", c.Baseline.Redacted())
+		}
+	}
+	if c.CompareBodyBytes < 0 || c.CompareBudget < 0 {
+		return fmt.Errorf("compare body bytes %d, compare budget %d: want 0 (default) or more", c.CompareBodyBytes, c.CompareBudget)
+	}
+	if c.ReplayDelay < 0 {
+		return fmt.Errorf("replay delay %v: want 0 or more", c.ReplayDelay)
+	}
 	for _, m := range c.Methods {
 		if !isToken(m) {
 			return fmt.Errorf("method %q: not a valid HTTP method", m)
@@ -220,8 +292,31 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("header %q is both set and dropped", name)
 		}
 	}
+	if err := validMultiply(c.Multiply, true); err != nil {
+		return err
+	}
+	for key, f := range c.TargetMultiply {
+		if !seen[key] && (c.Baseline == nil || c.Baseline.String() != key) {
+			return fmt.Errorf("multiply for %q: not a target", key)
+		}
+		if err := validMultiply(f, false); err != nil {
+			return fmt.Errorf("multiply for %q: %w", key, err)
+		}
+	}
 	if c.Host != "" && (strings.ContainsAny(c.Host, " \t\r\n\x00/?#@") || strings.TrimSpace(c.Host) != c.Host) {
 		return fmt.Errorf("host %q: not a valid host[:port]", c.Host)
+	}
+	return nil
+}
+
+// validMultiply checks a load multiplier; zero is the default 1 when
+// zeroOK.
+func validMultiply(f float64, zeroOK bool) error {
+	if f == 0 && zeroOK {
+		return nil
+	}
+	if !(f > 0 && f <= MaxMultiply) {
+		return fmt.Errorf("multiply %v: want more than 0 and at most %d", f, MaxMultiply)
 	}
 	return nil
 }
@@ -254,7 +349,7 @@ func (c Config) withDefaults() Config {
 		c.Methods = DefaultMethods()
 	}
 	if c.SampleKey == "" {
-		c.SampleKey = "client-ip"
+		c.SampleKey = DefaultSampleKey
 	}
 	if c.MaxInflight == 0 {
 		c.MaxInflight = DefaultMaxInflight
@@ -267,6 +362,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxResponseHeaderBytes == 0 {
 		c.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
+	if c.Multiply == 0 {
+		c.Multiply = 1
+	}
+	if c.CompareBodyBytes == 0 {
+		c.CompareBodyBytes = DefaultCompareBodyBytes
+	}
+	if c.CompareBudget == 0 {
+		c.CompareBudget = DefaultCompareBudget
 	}
 	return c
 }

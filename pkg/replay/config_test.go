@@ -79,7 +79,8 @@ func TestParseSampleKey(t *testing.T) {
 		want    SampleKey
 		wantErr bool
 	}{
-		{"", SampleKey{Kind: SampleClientIP}, false},
+		{"", SampleKey{Kind: SampleXFF}, false},
+		{"xff", SampleKey{Kind: SampleXFF}, false},
 		{"client-ip", SampleKey{Kind: SampleClientIP}, false},
 		{"header:X-User-Id", SampleKey{Kind: SampleHeader, Name: "X-User-Id"}, false},
 		{"cookie:session", SampleKey{Kind: SampleCookie, Name: "session"}, false},

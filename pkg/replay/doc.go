@@ -1,4 +1,4 @@
-// Package replay is the last stage of the data path: it receives the HTTP
+// Package replay is the stage after pkg/httpx and before pkg/verdict: it receives the HTTP
 // exchanges rebuilt by pkg/httpx (it is an httpx.Sink), decides which requests
 // may be repeated (method, path, consistent sampling, size), rewrites them for
 // the shadow fleet (Host kept, X-Forwarded-*, hop-by-hop headers removed,
@@ -9,9 +9,49 @@
 // response read by http.ReadResponse, with http.Transport's guards (a bound
 // on the response head, no reuse of a connection that received bytes
 // nobody asked for, an answer heard during the upload: see conn.go). It
-// measures
-// the shadow's answers (status, bytes, time to first byte, total time) and
-// compares their status classes and body lengths with production's.
+// measures the shadow's answers (status, bytes, time to first byte, total
+// time).
+//
+// # HTTPS shadows
+//
+// An https target is reached over TLS (HTTP/1.1 only) with Config.TLS: the
+// roots it trusts (a --ca-file replaces the system pool), the client
+// certificate it presents (mTLS), or no verification at all
+// (--insecure-skip-verify, warned at start). The server name — sent as SNI
+// and checked against the certificate — is the --host override's host name
+// when set, so a TLS ingress that routes by name sees the name production's
+// clients use, and the target URL's host otherwise.
+//
+// # Load multiplication
+//
+// With Config.Multiply F (GoReplay's "|200%"), each accepted request is sent
+// to a target floor(F) or ceil(F) times: an extra copy when a hash of the
+// request's identity (its connection and index on it) falls below the
+// fraction of F, so the average is F and a request always gets the same
+// count. The first copy is marked X-Shadowtap-Replay: 1 and is the only one
+// compared; the others, duplicates marked 2, 3, …, are load only: counted
+// apart (shadowtap_replay_duplicates_*), never joined. Below 1 a request may
+// be sent 0 times: dropped "multiply" for that target. A copy that cannot be
+// queued is dropped with every copy after it (the rest would fare the
+// same). Duplicates take queue slots, rate tokens and workers like any
+// request, and are observed in the latency histograms.
+//
+// # Comparison
+//
+// Replay keeps no comparison logic. With Config.Verdict set (the pipeline
+// sets it whenever there are targets), it joins, for every request sent to
+// at least one target, production's response (Response, from the mirror)
+// with every target's outcome — an answer (status, header, the first
+// CompareBodyBytes body bytes, an FNV-1a 64 hash and the length of the whole
+// body, time to first byte) or a failure (connect, timeout, reset, error;
+// stopped while draining) — and, once all are in, hands one
+// verdict.Exchange to the comparison stage. Targets that dropped the request
+// (queue, rate, stopped) are not part of it. A --baseline target is one more
+// target whose answers are marked Baseline. Bodies held in joins are bounded
+// by CompareBudget process-wide: an exchange that does not fit is counted
+// uncompared "budget" for each target; a full join table counts
+// "untracked", a request that cannot be rebuilt "invalid". Without a
+// comparison stage nothing is joined, kept or hashed.
 //
 // # Timing
 //
@@ -31,13 +71,26 @@
 //
 //	Requests = FilteredMethod + FilteredPath + SampledOut + TooLarge + Accepted
 //
-// Every accepted request is offered to every target, so for each target:
+// Every accepted request is offered to every target, so for each target
+// (first copies only):
 //
-//	Accepted = Replayed (by status class) + Dropped (queue, rate, stopped)
+//	Accepted = Replayed (by status class) + Dropped (queue, rate, stopped, multiply)
 //	         + Failed (connect, timeout, drain, invalid, error, response_too_large)
 //	         + Queued + InFlight
 //
-// Queued and InFlight are zero once Drain has returned; Snapshot reads the
-// counters one by one, so the identity is exact only when the replayer is
-// quiescent. StatsSnapshot.Check verifies it.
+// and for its duplicates (copies beyond the first, Config.Multiply):
+//
+//	Duplicates = Replayed (by class) + Dropped (queue, rate, stopped)
+//	           + Failed (by reason) + Queued + InFlight
+//
+// With a comparison stage, for each target:
+//
+//	Replayed + Failed = Compared + Uncompared + Awaiting
+//
+// (Awaiting: answers whose exchange still waits for production's response).
+//
+// Queued, InFlight and Awaiting are zero once Drain has returned and every
+// Response has been given; Snapshot reads the counters one by one, so the
+// identities are exact only when the replayer is quiescent.
+// StatsSnapshot.Check verifies them.
 package replay

@@ -35,16 +35,19 @@ func splitTarget(target []byte) (authority, path, query []byte) {
 	return authority, target, nil
 }
 
-// hashKey is FNV-1a 64 over the seed and the key, finished with the
+// hashKey is the sampling hash of a key.
+func hashKey(key []byte) uint64 { return hashSeeded(sampleSeed, key) }
+
+// hashSeeded is FNV-1a 64 over the seed and the key, finished with the
 // splitmix64 mixer so that the low bits are well spread.
-func hashKey(key []byte) uint64 {
+func hashSeeded(seed string, key []byte) uint64 {
 	const (
 		offset = 14695981039346656037
 		prime  = 1099511628211
 	)
 	h := uint64(offset)
-	for i := 0; i < len(sampleSeed); i++ {
-		h ^= uint64(sampleSeed[i])
+	for i := 0; i < len(seed); i++ {
+		h ^= uint64(seed[i])
 		h *= prime
 	}
 	for _, c := range key {
@@ -77,10 +80,32 @@ func sampleKeyOf(k SampleKey, ex *httpx.Exchange, buf []byte) (key []byte, fallb
 		if v, ok := cookieValue(ex.Req.Fields, k.Name); ok {
 			return v, false
 		}
+	case SampleXFF:
+		if v := lastForwardedFor(ex.Req.Fields); len(v) > 0 {
+			return v, false
+		}
 	default:
 		return ex.Conn.Client.Addr().Unmap().AppendTo(buf[:0]), false
 	}
 	return ex.Conn.Client.Addr().Unmap().AppendTo(buf[:0]), true
+}
+
+// lastForwardedFor returns the last address of the last X-Forwarded-For
+// header: the one the nearest proxy (the load balancer) appended.
+func lastForwardedFor(fields []httpx.Field) []byte {
+	for i := len(fields) - 1; i >= 0; i-- {
+		if !bytes.EqualFold(fields[i].Name, []byte("X-Forwarded-For")) {
+			continue
+		}
+		v := fields[i].Value
+		if j := bytes.LastIndexByte(v, ','); j >= 0 {
+			v = v[j+1:]
+		}
+		if v = bytes.TrimSpace(v); len(v) > 0 {
+			return v
+		}
+	}
+	return nil
 }
 
 // cookieValue finds the named cookie in the request's Cookie headers.

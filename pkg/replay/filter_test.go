@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net/netip"
 	"regexp"
 	"testing"
 	"time"
@@ -69,6 +70,9 @@ func TestSampling(t *testing.T) {
 	}{
 		{"client-ip 30%", "client-ip", 30, func(i int) *httpx.Exchange {
 			return mkEx(t, "GET / HTTP/1.1\nHost: h", "", fmt.Sprintf("10.%d.%d.%d:1234", i>>16&255, i>>8&255, i&255))
+		}},
+		{"xff 20%, one ALB node as the peer", "xff", 20, func(i int) *httpx.Exchange {
+			return mkEx(t, fmt.Sprintf("GET / HTTP/1.1\nHost: h\nX-Forwarded-For: 198.51.100.7, 10.%d.%d.%d", i>>16&255, i>>8&255, i&255), "", testClient)
 		}},
 		{"header 50%", "header:X-User", 50, func(i int) *httpx.Exchange {
 			return mkEx(t, fmt.Sprintf("GET / HTTP/1.1\nHost: h\nx-user: user-%d", i), "", testClient)
@@ -196,6 +200,33 @@ func TestFilters(t *testing.T) {
 			}
 			if err := r.Stats().Snapshot().Check(); err != nil {
 				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestSampleKeyXFF checks which address the default key takes: the last one
+// of the last X-Forwarded-For header (what the load balancer appended,
+// whatever the client claimed before it), and the peer when there is none.
+func TestSampleKeyXFF(t *testing.T) {
+	k := SampleKey{Kind: SampleXFF}
+	tests := []struct {
+		name, head   string
+		want         string
+		wantFallback bool
+	}{
+		{"one address", "GET / HTTP/1.1\nHost: h\nX-Forwarded-For: 203.0.113.9", "203.0.113.9", false},
+		{"client-supplied entries before", "GET / HTTP/1.1\nHost: h\nX-Forwarded-For: 1.2.3.4,  203.0.113.9 ", "203.0.113.9", false},
+		{"last header wins", "GET / HTTP/1.1\nHost: h\nX-Forwarded-For: 1.2.3.4\nx-forwarded-for: 203.0.113.10", "203.0.113.10", false},
+		{"absent: the peer", "GET / HTTP/1.1\nHost: h", netip.MustParseAddrPort(testClient).Addr().String(), true},
+		{"empty: the peer", "GET / HTTP/1.1\nHost: h\nX-Forwarded-For: ", netip.MustParseAddrPort(testClient).Addr().String(), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf [64]byte
+			got, fb := sampleKeyOf(k, mkEx(t, tt.head, "", testClient), buf[:])
+			if string(got) != tt.want || fb != tt.wantFallback {
+				t.Errorf("key %q (fallback %v), want %q (fallback %v)", got, fb, tt.want, tt.wantFallback)
 			}
 		})
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/shadowtap/shadowtap/pkg/flow"
 	"github.com/shadowtap/shadowtap/pkg/httpx"
+	"github.com/shadowtap/shadowtap/pkg/verdict"
 )
 
 const (
@@ -62,6 +63,81 @@ func mkEx(t testing.TB, raw, body, client string) *httpx.Exchange {
 func prodResp(ex *httpx.Exchange, status int, bodyLen int64) {
 	ex.Resp = &httpx.Response{Status: status, BodyLen: bodyLen}
 	ex.Reason = httpx.RespOK
+}
+
+// prodBody sets production's response on ex as the parser keeps it with
+// ResponseBodyKeep keep: the first keep bytes of body, and when it is
+// longer, the hash of all of it.
+func prodBody(ex *httpx.Exchange, status int, body string, keep int, fields ...string) {
+	ex.Resp = &httpx.Response{Status: status, BodyLen: int64(len(body)), BodyComplete: len(body) <= keep}
+	if !ex.Resp.BodyComplete {
+		ex.Resp.BodyHash = httpx.HashAdd(httpx.HashInit, []byte(body))
+	}
+	if body != "" {
+		ex.Resp.Body = []byte(body[:min(keep, len(body))])
+	}
+	for i := 0; i+1 < len(fields); i += 2 {
+		ex.Resp.Fields = append(ex.Resp.Fields, httpx.Field{Name: []byte(fields[i]), Value: []byte(fields[i+1])})
+	}
+	ex.Reason = httpx.RespOK
+}
+
+// fakeVerdict is a comparison stage that records what replay hands it.
+type fakeVerdict struct {
+	mu         sync.Mutex
+	xs         []*verdict.Exchange
+	uncompared map[string]map[string]int // target -> reason -> count
+	hold       bool                      // do not call Done: a busy engine still holding the bodies
+}
+
+// Submit keeps x and, unless hold is set, is done with it at once (as the
+// engine is after comparing it), which gives its bodies' budget back.
+func (f *fakeVerdict) Submit(x *verdict.Exchange) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.xs = append(f.xs, x)
+	if !f.hold && x.Done != nil {
+		x.Done()
+	}
+}
+
+func (f *fakeVerdict) Uncompared(target, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.uncompared == nil {
+		f.uncompared = map[string]map[string]int{}
+	}
+	if f.uncompared[target] == nil {
+		f.uncompared[target] = map[string]int{}
+	}
+	f.uncompared[target][reason]++
+}
+
+func (f *fakeVerdict) exchanges() []*verdict.Exchange {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*verdict.Exchange(nil), f.xs...)
+}
+
+// answers counts, per target, the answers handed over in exchanges.
+func (f *fakeVerdict) answers() map[string]int {
+	out := map[string]int{}
+	for _, x := range f.exchanges() {
+		for _, a := range x.Answers {
+			out[a.Target]++
+		}
+	}
+	return out
+}
+
+func (f *fakeVerdict) uncomparedOf(target string) map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range f.uncompared[target] {
+		out[k] = v
+	}
+	return out
 }
 
 func mustURL(t testing.TB, s string) *url.URL {

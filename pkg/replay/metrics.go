@@ -6,17 +6,19 @@ import (
 
 // Collectors returns the replay stage's Prometheus collectors, for the
 // caller to register: the outcome counters (read from Stats at scrape time),
-// the comparison table, and per-target latency and TTFB histograms.
+// the bytes held for comparison, and per-target latency and TTFB histograms.
+// The comparison's own series come from pkg/verdict.
 func (r *Replayer) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{newStatsCollector(r), r.latency, r.ttfb}
 }
 
 type statsCollector struct {
-	r                                                   *Replayer
-	requests, filtered, accepted                        *prometheus.Desc
-	replayed, dropped, failed, queued, inflight         *prometheus.Desc
-	discarded                                           *prometheus.Desc
-	compare, mismatch, noProduction, untracked, keyMiss *prometheus.Desc
+	r                                           *Replayer
+	requests, filtered, accepted                *prometheus.Desc
+	replayed, dropped, failed, queued, inflight *prometheus.Desc
+	compareBytes, keyMiss                       *prometheus.Desc
+	dups, dupReplayed, dupDropped, dupFailed    *prometheus.Desc
+	discarded                                   *prometheus.Desc
 }
 
 func newStatsCollector(r *Replayer) *statsCollector {
@@ -29,22 +31,23 @@ func newStatsCollector(r *Replayer) *statsCollector {
 		filtered:     d("filtered_total", "Requests not replayed, by reason: method, path, sampled_out, too_large.", "reason"),
 		accepted:     d("accepted_total", "Requests that passed every filter and were offered to every target."),
 		replayed:     d("replayed_total", "Requests the target answered, by status class.", "target", "class"),
-		dropped:      d("dropped_total", "Requests not sent to the target, by reason: queue full, rate limit, stopped.", "target", "reason"),
+		dropped:      d("dropped_total", "Requests not sent to the target, by reason: queue full, rate limit, stopped, multiply (a --multiply below 1 sent it 0 times).", "target", "reason"),
 		failed:       d("failed_total", "Requests sent or attempted without an answer, by reason.", "target", "reason"),
 		discarded:    d("conn_discarded_total", "Kept connections to the target closed before their reuse, by reason: unsolicited (bytes no request asked for arrived), closed (the target closed it while idle).", "target", "reason"),
-		queued:       d("queued", "Requests waiting in the target's queue.", "target"),
-		inflight:     d("inflight", "Requests being sent to the target.", "target"),
-		compare:      d("compare_total", "Answers by production's status class and the shadow's.", "target", "production", "shadow"),
-		mismatch:     d("mismatch_total", "Answers that differ from production's, by kind: status, body_length.", "target", "kind"),
-		noProduction: d("compare_no_production_total", "Answers without production's response to compare with.", "target"),
-		untracked:    d("compare_untracked_total", "Answers not compared because the comparison table was full.", "target"),
+		queued:       d("queued", "Requests waiting in the target's queue, duplicates included.", "target"),
+		inflight:     d("inflight", "Requests being sent to the target, duplicates included.", "target"),
+		compareBytes: d("compare_held_bytes", "Bytes of production and shadow bodies held for comparison, at most --compare-budget."),
 		keyMiss:      d("sample_key_missing_total", "Sampling decisions made on the client address because the key header or cookie was absent."),
+		dups:         d("duplicates_total", "Extra copies of requests that --multiply asked to send to the target, beyond the first (which alone is compared).", "target"),
+		dupReplayed:  d("duplicates_replayed_total", "Duplicates (--multiply copies beyond the first) the target answered, by status class.", "target", "class"),
+		dupDropped:   d("duplicates_dropped_total", "Duplicates (--multiply copies beyond the first) not sent to the target, by reason: queue full, rate limit, stopped.", "target", "reason"),
+		dupFailed:    d("duplicates_failed_total", "Duplicates (--multiply copies beyond the first) sent or attempted without an answer, by reason.", "target", "reason"),
 	}
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.filtered, c.accepted, c.replayed, c.dropped, c.failed, c.discarded,
-		c.queued, c.inflight, c.compare, c.mismatch, c.noProduction, c.untracked, c.keyMiss} {
+		c.queued, c.inflight, c.compareBytes, c.keyMiss, c.dups, c.dupReplayed, c.dupDropped, c.dupFailed} {
 		ch <- d
 	}
 }
@@ -71,6 +74,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.dropped, t.DroppedQueue, t.Target, dropNames[dropQueue])
 		counter(c.dropped, t.DroppedRate, t.Target, dropNames[dropRate])
 		counter(c.dropped, t.DroppedStopped, t.Target, dropNames[dropStopped])
+		counter(c.dropped, t.DroppedMultiply, t.Target, dropNames[dropMultiply])
 		counter(c.failed, t.FailedConnect, t.Target, failNames[failConnect])
 		counter(c.failed, t.FailedTimeout, t.Target, failNames[failTimeout])
 		counter(c.failed, t.FailedDrain, t.Target, failNames[failDrain])
@@ -79,20 +83,22 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.failed, t.FailedResponseTooLarge, t.Target, failNames[failTooLarge])
 		counter(c.discarded, t.DiscardedUnsolicited, t.Target, discardNames[discardUnsolicited])
 		counter(c.discarded, t.DiscardedClosed, t.Target, discardNames[discardClosed])
-		gauge(c.queued, t.Queued, t.Target)
-		gauge(c.inflight, t.InFlight, t.Target)
-	}
-	for _, t := range c.r.Compare().Targets {
-		for p := range t.Pairs {
-			for sh := range t.Pairs[p] {
-				if v := t.Pairs[p][sh]; v > 0 {
-					counter(c.compare, v, t.Target, Class(p).String(), Class(sh).String())
-				}
-			}
+		d := &t.Duplicates
+		gauge(c.queued, t.Queued+d.Queued, t.Target)
+		gauge(c.inflight, t.InFlight+d.InFlight, t.Target)
+		counter(c.dups, d.Due, t.Target)
+		for cl := Class1xx; cl < NumClasses; cl++ {
+			counter(c.dupReplayed, d.Replayed[cl], t.Target, cl.String())
 		}
-		counter(c.mismatch, t.StatusMismatch, t.Target, "status")
-		counter(c.mismatch, t.BodyLenMismatch, t.Target, "body_length")
-		counter(c.noProduction, t.NoProduction, t.Target)
-		counter(c.untracked, t.Untracked, t.Target)
+		counter(c.dupDropped, d.DroppedQueue, t.Target, dropNames[dropQueue])
+		counter(c.dupDropped, d.DroppedRate, t.Target, dropNames[dropRate])
+		counter(c.dupDropped, d.DroppedStopped, t.Target, dropNames[dropStopped])
+		counter(c.dupFailed, d.FailedConnect, t.Target, failNames[failConnect])
+		counter(c.dupFailed, d.FailedTimeout, t.Target, failNames[failTimeout])
+		counter(c.dupFailed, d.FailedDrain, t.Target, failNames[failDrain])
+		counter(c.dupFailed, d.FailedInvalid, t.Target, failNames[failInvalid])
+		counter(c.dupFailed, d.FailedError, t.Target, failNames[failError])
+		counter(c.dupFailed, d.FailedResponseTooLarge, t.Target, failNames[failTooLarge])
 	}
+	gauge(c.compareBytes, uint64(max(c.r.cmp.held.Load(), 0)))
 }

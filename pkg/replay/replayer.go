@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -19,11 +18,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/shadowtap/shadowtap/pkg/httpx"
+	"github.com/shadowtap/shadowtap/pkg/verdict"
 )
-
-// maxJoins bounds the table of replayed exchanges awaiting production's
-// response. Beyond it, answers are still counted but not compared.
-const maxJoins = 1 << 16
 
 var _ httpx.Sink = (*Replayer)(nil)
 
@@ -36,14 +32,14 @@ type Replayer struct {
 	threshold uint64 // of sampleScale
 	rw        rewriter
 	targets   []*target
+	hashCopy  bool // some target's multiplier has a fraction: dispatch hashes the request's identity
 	stats     Stats
 	now       func() time.Time // rate limiter clock; replaced in tests
 
 	intake  sync.RWMutex
 	stopped bool // guarded by intake: queues closed, no more sends
 
-	joinMu sync.Mutex
-	joins  map[*httpx.Exchange]*join
+	cmp compareState // with Config.Verdict only
 
 	runMu      sync.Mutex
 	started    bool
@@ -61,9 +57,11 @@ type target struct {
 	url       *url.URL
 	basePath  string // without trailing slash
 	name      string
+	baseline  bool          // the --baseline target (old code)
 	addr      string        // host:port to dial
 	tlsConfig *tls.Config   // nil: plain http
 	limiter   *rate.Limiter // nil: unlimited
+	mul       multiplier    // copies of each request (Config.Multiply)
 	queue     chan job
 	stats     *targetStats
 	latency   prometheus.Observer
@@ -72,34 +70,15 @@ type target struct {
 
 // job is one request for one target. The job holds a reference on ex.
 type job struct {
-	ex *httpx.Exchange
-	j  *join // nil when not compared
+	ex  *httpx.Exchange
+	j   *join     // nil when not compared (always for duplicates)
+	at  time.Time // when it was dispatched, with Config.ReplayDelay only
+	nth int       // copy number (Config.Multiply): 1 the first, 2… duplicates
 }
 
-// join meets production's response and the targets' answers for one
-// exchange, whichever comes first.
-type join struct {
-	mu       sync.Mutex
-	prodDone bool
-	prod     prodResult
-	pending  []pendingResult // answers that came before production's response
-}
-
-type prodResult struct {
-	status    int // 0: absent
-	bodyLen   int64
-	bodyKnown bool
-}
-
-type shadowResult struct {
-	status int
-	bytes  int64
-}
-
-type pendingResult struct {
-	t *target
-	r shadowResult
-}
+// dup reports whether jb is a duplicate: a copy beyond the first, never
+// compared and counted apart.
+func (jb job) dup() bool { return jb.nth > 1 }
 
 // New checks cfg, applies its defaults and returns a Replayer. Call Run to
 // start sending; requests given before that wait in the queues.
@@ -122,7 +101,6 @@ func New(cfg Config, log *slog.Logger) (*Replayer, error) {
 		threshold: uint64(math.Round(cfg.SamplePercent / 100 * sampleScale)),
 		rw:        newRewriter(&cfg),
 		now:       time.Now,
-		joins:     make(map[*httpx.Exchange]*join),
 		done:      make(chan struct{}),
 		startedCh: make(chan struct{}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -139,16 +117,29 @@ func New(cfg Config, log *slog.Logger) (*Replayer, error) {
 	for _, m := range cfg.Methods {
 		r.methods = append(r.methods, []byte(strings.ToUpper(m)))
 	}
+	if cfg.Verdict != nil {
+		r.cmp.joins = make(map[*httpx.Exchange]*join)
+	}
 	for _, u := range cfg.Targets {
-		r.targets = append(r.targets, r.newTarget(u))
+		r.targets = append(r.targets, r.newTarget(u, cfg.Multiply))
+	}
+	if cfg.Baseline != nil {
+		t := r.newTarget(cfg.Baseline, 1)
+		t.baseline = true
+		r.targets = append(r.targets, t)
 	}
 	for _, t := range r.targets {
+		t.stats.baseline = t.baseline
 		r.stats.targets = append(r.stats.targets, t.stats)
+		r.hashCopy = r.hashCopy || t.mul.frac > 0
 	}
+	r.stats.comparing = cfg.Verdict != nil
 	return r, nil
 }
 
-func (r *Replayer) newTarget(u *url.URL) *target {
+// newTarget builds the target of URL u, sent each request mul times unless
+// Config.TargetMultiply names it.
+func (r *Replayer) newTarget(u *url.URL, mul float64) *target {
 	cfg := &r.cfg
 	name := u.Redacted()
 	port := u.Port()
@@ -169,11 +160,25 @@ func (r *Replayer) newTarget(u *url.URL) *target {
 		ttfb:     r.ttfb.WithLabelValues(name),
 	}
 	if u.Scheme == "https" {
-		t.tlsConfig = &tls.Config{
-			ServerName:         u.Hostname(),
-			NextProtos:         []string{"http/1.1"},
-			ClientSessionCache: tls.NewLRUClientSessionCache(cfg.MaxInflight),
+		t.tlsConfig = &tls.Config{}
+		if cfg.TLS != nil {
+			t.tlsConfig = cfg.TLS.Clone()
 		}
+		t.tlsConfig.ServerName = serverName(cfg.Host, u)
+		t.tlsConfig.NextProtos = []string{"http/1.1"}
+		t.tlsConfig.ClientSessionCache = tls.NewLRUClientSessionCache(cfg.MaxInflight)
+		if t.tlsConfig.InsecureSkipVerify {
+			r.log.Warn("TLS certificate verification is off (--insecure-skip-verify): the shadow's identity is not checked, anything on the path can pose as it and read the replayed requests",
+				"target", name)
+		}
+	}
+	if f, ok := cfg.TargetMultiply[u.String()]; ok {
+		mul = f
+	}
+	t.mul = newMultiplier(mul)
+	if !t.mul.one() {
+		r.log.Info("load multiplication: each replayed request is sent to the target this many times on average; the copies beyond the first are duplicates, never compared",
+			"target", name, "multiply", mul)
 	}
 	t.stats.queued = func() int { return len(t.queue) }
 	if cfg.MaxRPS > 0 {
@@ -182,17 +187,21 @@ func (r *Replayer) newTarget(u *url.URL) *target {
 	return t
 }
 
+// serverName is the TLS server name for target u: the host name of the
+// Host override when set (what a vhost-routing TLS ingress expects), else
+// the URL's host.
+func serverName(host string, u *url.URL) string {
+	if host == "" {
+		return u.Hostname()
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+}
+
 // Stats returns the live counters.
 func (r *Replayer) Stats() *Stats { return &r.stats }
-
-// Compare returns the comparison of the shadow's answers with production's.
-func (r *Replayer) Compare() CompareSnapshot {
-	out := CompareSnapshot{Targets: make([]TargetCompare, len(r.targets))}
-	for i, t := range r.targets {
-		out.Targets[i] = t.stats.compareSnapshot()
-	}
-	return out
-}
 
 // Request is called by the parser for every complete request. It decides
 // whether to replay it and queues it to every target; it never blocks.
@@ -264,121 +273,119 @@ func (r *Replayer) sampled(ex *httpx.Exchange) bool {
 	return sampledIn(key, r.threshold)
 }
 
-// dispatch offers an accepted request to every target without blocking.
+// dispatch offers an accepted request to every target without blocking:
+// as many copies as the target's multiplier says (usually one). Only the
+// first copy joins the comparison. When a copy cannot be queued (queue
+// full, rate spent, intake stopped), it and the copies after it are
+// dropped for that reason: the rest would fare the same.
 func (r *Replayer) dispatch(ex *httpx.Exchange) {
-	j := r.track(ex)
+	var j *join
+	if r.cfg.Verdict != nil {
+		j = r.track(ex)
+	}
+	var at time.Time
+	if r.cfg.ReplayDelay > 0 {
+		at = time.Now()
+	}
+	var h uint64
+	if r.hashCopy {
+		h = identityHash(ex)
+	}
 	sent := 0
 	now := r.now()
 	r.intake.RLock()
 	for _, t := range r.targets {
-		if r.stopped {
-			t.stats.dropped[dropStopped].Add(1)
+		n := t.mul.copies(h)
+		if n == 0 {
+			t.stats.dropped[dropMultiply].Add(1)
 			continue
 		}
-		var res *rate.Reservation
-		if t.limiter != nil {
-			res = t.limiter.ReserveN(now, 1)
-			if !res.OK() || res.DelayFrom(now) > 0 {
-				res.CancelAt(now)
-				t.stats.dropped[dropRate].Add(1)
-				continue
-			}
+		if n > 1 {
+			t.stats.dup.due.Add(uint64(n - 1))
 		}
-		ex.Retain()
-		select {
-		case t.queue <- job{ex: ex, j: j}:
-			sent++
-		default:
-			ex.Release()
-			if res != nil {
-				res.CancelAt(now) // give the token back: nothing was sent
+		if reason, ok := r.enqueue(t, job{ex: ex, j: j, at: at, nth: 1}, now); !ok {
+			t.stats.dropped[reason].Add(1)
+			if n > 1 {
+				t.stats.dup.dropped[reason].Add(uint64(n - 1))
 			}
-			t.stats.dropped[dropQueue].Add(1)
+			continue
+		}
+		sent++
+		for k := 2; k <= n; k++ {
+			if reason, ok := r.enqueue(t, job{ex: ex, at: at, nth: k}, now); !ok {
+				t.stats.dup.dropped[reason].Add(uint64(n - k + 1))
+				break
+			}
 		}
 	}
 	r.intake.RUnlock()
-	if sent == 0 && j != nil {
-		r.joinMu.Lock()
-		delete(r.joins, ex)
-		r.joinMu.Unlock()
+	if j != nil {
+		if sent == 0 {
+			// Nothing to compare: no target was sent the request.
+			r.untrack(ex)
+			return
+		}
+		r.part(j) // dispatch's hold
 	}
 }
 
-// track registers ex to meet production's response; nil when the table is full.
-func (r *Replayer) track(ex *httpx.Exchange) *join {
-	r.joinMu.Lock()
-	defer r.joinMu.Unlock()
-	if len(r.joins) >= maxJoins {
-		return nil
+// enqueue offers one copy of a request to t's queue without blocking, or
+// says why it could not. The caller holds r.intake for reading.
+func (r *Replayer) enqueue(t *target, jb job, now time.Time) (dropReason, bool) {
+	if r.stopped {
+		return dropStopped, false
 	}
-	j := &join{}
-	r.joins[ex] = j
-	return j
+	var res *rate.Reservation
+	if t.limiter != nil {
+		res = t.limiter.ReserveN(now, 1)
+		if !res.OK() || res.DelayFrom(now) > 0 {
+			res.CancelAt(now)
+			return dropRate, false
+		}
+	}
+	jb.ex.Retain()
+	if jb.j != nil {
+		jb.j.left.Add(1) // before the worker can answer
+	}
+	if jb.dup() {
+		t.stats.dup.queued.Add(1) // before the worker can take it
+	}
+	select {
+	case t.queue <- jb:
+		return 0, true
+	default:
+		if jb.dup() {
+			t.stats.dup.queued.Add(-1)
+		}
+		if jb.j != nil {
+			jb.j.left.Add(-1)
+		}
+		jb.ex.Release()
+		if res != nil {
+			res.CancelAt(now) // give the token back: nothing was sent
+		}
+		return dropQueue, false
+	}
 }
 
 // Response is called by the parser once per request, after Request, with
-// production's response (or ex.Resp nil and ex.Reason). It records what is
-// needed for the comparison and never blocks.
+// production's response (or ex.Resp nil and ex.Reason). With a comparison
+// stage it records production's side of the exchange; it never blocks.
 func (r *Replayer) Response(ex *httpx.Exchange) {
-	r.joinMu.Lock()
-	j, ok := r.joins[ex]
-	if ok {
-		delete(r.joins, ex)
+	if r.cfg.Verdict == nil {
+		return
 	}
-	r.joinMu.Unlock()
+	r.cmp.mu.Lock()
+	j, ok := r.cmp.joins[ex]
+	if ok {
+		delete(r.cmp.joins, ex)
+	}
+	r.cmp.mu.Unlock()
 	if !ok {
 		return
 	}
-	var p prodResult
-	if ex.Resp != nil && ex.Resp.Status > 0 {
-		p.status = ex.Resp.Status
-		if ex.Reason == httpx.RespOK && !ex.Resp.TooLarge {
-			p.bodyLen, p.bodyKnown = ex.Resp.BodyLen, true
-		}
-	}
-	j.mu.Lock()
-	j.prodDone, j.prod = true, p
-	pending := j.pending
-	j.pending = nil
-	j.mu.Unlock()
-	for _, pr := range pending {
-		compare(pr.t, p, pr.r)
-	}
-}
-
-// record files a target's answer for comparison.
-func (r *Replayer) record(t *target, j *join, s shadowResult) {
-	if j == nil {
-		t.stats.untracked.Add(1)
-		return
-	}
-	j.mu.Lock()
-	if !j.prodDone {
-		j.pending = append(j.pending, pendingResult{t: t, r: s})
-		j.mu.Unlock()
-		return
-	}
-	p := j.prod
-	j.mu.Unlock()
-	compare(t, p, s)
-}
-
-func compare(t *target, p prodResult, s shadowResult) {
-	pc := ClassNone
-	if p.status != 0 {
-		pc = ClassOf(p.status)
-	}
-	t.stats.pairs[pc][ClassOf(s.status)].Add(1)
-	if p.status == 0 {
-		t.stats.noProduction.Add(1)
-		return
-	}
-	if p.status != s.status {
-		t.stats.statusMismatch.Add(1)
-	}
-	if p.bodyKnown && p.bodyLen != s.bytes {
-		t.stats.bodyLenMismatch.Add(1)
-	}
+	r.production(j, ex)
+	r.part(j)
 }
 
 // Run starts MaxInflight workers per target and returns when they have
@@ -434,7 +441,10 @@ func (r *Replayer) Drain(ctx context.Context) error {
 			r.runMu.Unlock()
 			for _, t := range r.targets {
 				for jb := range t.queue {
-					t.stats.failed[failDrain].Add(1)
+					if jb.dup() {
+						t.stats.dup.queued.Add(-1)
+					}
+					r.drained(t, jb)
 					jb.ex.Release()
 				}
 			}
@@ -481,10 +491,17 @@ func (r *Replayer) worker(ctx context.Context, t *target) {
 	c := newConn(&r.cfg, t)
 	defer c.close()
 	for jb := range t.queue {
-		t.stats.inflight.Add(1)
+		inflight := &t.stats.inflight
+		if jb.dup() {
+			inflight = &t.stats.dup.inflight
+			inflight.Add(1)
+			t.stats.dup.queued.Add(-1)
+		} else {
+			inflight.Add(1)
+		}
 		r.replay(ctx, t, c, jb)
 		jb.ex.Release()
-		t.stats.inflight.Add(-1)
+		inflight.Add(-1)
 	}
 }
 
@@ -492,63 +509,70 @@ func (r *Replayer) worker(ctx context.Context, t *target) {
 // counts its outcome. Every request body it hands out is closed before it
 // returns, so jb.ex may be released then.
 func (r *Replayer) replay(ctx context.Context, t *target, c *conn, jb job) {
+	if d := r.cfg.ReplayDelay; d > 0 {
+		// Held so the replica can catch up with production's writes; the
+		// request stays counted in flight meanwhile.
+		if wait := time.Until(jb.at.Add(d)); wait > 0 {
+			timer := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+			case <-timer.C:
+			}
+			timer.Stop()
+		}
+	}
 	if ctx.Err() != nil {
-		t.stats.failed[failDrain].Add(1)
+		r.drained(t, jb)
 		return
 	}
 	ex := jb.ex
 	start := time.Now()
 	var bodies sync.WaitGroup
-	req, err := r.rw.build(ctx, t.url, t.basePath, ex, &bodies)
+	req, err := r.rw.build(ctx, t.url, t.basePath, ex, jb.nth, &bodies)
 	if err != nil {
-		r.fail(ctx, t, ex, failInvalid, err)
+		r.fail(ctx, t, jb, failInvalid, err)
 		return
 	}
 	resp, err := c.roundTrip(ctx, req, start)
 	if err != nil {
-		r.fail(ctx, t, ex, classifyErr(ctx, err), err)
+		r.fail(ctx, t, jb, classifyErr(ctx, err), err)
 		return
 	}
 	// roundTrip returns once the final response head (status line and
 	// headers, after any 1xx interim responses) has been read: that is the
 	// "time to first byte" measured. It includes the time to read the head.
 	head := time.Since(start)
-	n, err := drain(resp.Body, c.buf)
+	b, err := r.readBody(resp.Body, c.buf, jb.j, resp.ContentLength)
 	if err != nil {
 		// Not resp.Body.Close: it would read the rest from the connection.
 		c.close()
-		r.fail(ctx, t, ex, classifyErr(ctx, err), err)
+		r.fail(ctx, t, jb, classifyErr(ctx, err), err)
 		return
 	}
 	resp.Body.Close() // at EOF: nothing left to read
 	total := time.Since(start)
 	c.done(resp)
-	t.stats.replayed[ClassOf(resp.StatusCode)].Add(1)
+	// Duplicates are load like any other: the histograms include them.
 	t.latency.Observe(total.Seconds())
 	t.ttfb.Observe(head.Seconds())
-	r.record(t, jb.j, shadowResult{status: resp.StatusCode, bytes: n})
+	if jb.dup() {
+		t.stats.dup.replayed[ClassOf(resp.StatusCode)].Add(1)
+		return
+	}
+	t.stats.replayed[ClassOf(resp.StatusCode)].Add(1)
+	if r.cfg.Verdict != nil {
+		r.result(t, jb.j, verdict.Answer{Response: &verdict.Response{
+			Status: resp.StatusCode, Header: resp.Header,
+			Body: b.kept, BodyLen: b.n, BodyComplete: b.complete, BodyHash: b.hash,
+			Latency: head,
+		}}, "")
+	}
 }
 
 // drainBufSize is each worker's buffer for reading response bodies: larger
 // than the connection's 4 KiB read buffer, so a large body takes fewer read
 // calls (bufio reads into it directly).
 const drainBufSize = 32 << 10
-
-// drain reads body to its end into buf and returns the number of bytes
-// read; like io.Copy to io.Discard, reaching EOF is not an error.
-func drain(body io.Reader, buf []byte) (int64, error) {
-	var n int64
-	for {
-		m, err := body.Read(buf)
-		n += int64(m)
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
-}
 
 // classifyErr says why a request failed; ctx is the worker's context.
 func classifyErr(ctx context.Context, err error) failReason {
@@ -569,8 +593,28 @@ func classifyErr(ctx context.Context, err error) failReason {
 	return failError
 }
 
-func (r *Replayer) fail(ctx context.Context, t *target, ex *httpx.Exchange, reason failReason, err error) {
-	t.stats.failed[reason].Add(1)
+// drained counts a request cancelled before it was sent: failed "drain".
+func (r *Replayer) drained(t *target, jb job) {
+	if jb.dup() {
+		t.stats.dup.failed[failDrain].Add(1)
+		return
+	}
+	t.stats.failed[failDrain].Add(1)
+	r.result(t, jb.j, failAnswer(failDrain, nil), "")
+}
+
+func (r *Replayer) fail(ctx context.Context, t *target, jb job, reason failReason, err error) {
+	switch {
+	case jb.dup():
+		t.stats.dup.failed[reason].Add(1)
+	case reason == failInvalid:
+		t.stats.failed[reason].Add(1)
+		r.result(t, jb.j, verdict.Answer{}, UncomparedInvalid)
+	default:
+		t.stats.failed[reason].Add(1)
+		r.result(t, jb.j, failAnswer(reason, err), "")
+	}
+	ex := jb.ex
 	if !r.log.Enabled(ctx, slog.LevelDebug) {
 		return
 	}
@@ -581,5 +625,5 @@ func (r *Replayer) fail(ctx context.Context, t *target, ex *httpx.Exchange, reas
 	}
 	_, path, _ := splitTarget(ex.Req.Target)
 	r.log.Debug("replay failed", "target", t.name, "reason", failNames[reason],
-		"method", string(ex.Req.Method), "path", string(path), "err", err)
+		"method", string(ex.Req.Method), "path", string(path), "copy", jb.nth, "err", err)
 }

@@ -187,7 +187,8 @@ func TestRedirectNotFollowed(t *testing.T) {
 }
 
 // TestBodiesDrained: response bodies are read to the end, so one keep-alive
-// connection carries every request, and the measured length is compared.
+// connection carries every request, and the comparison stage gets each body
+// whole with its length and hash.
 func TestBodiesDrained(t *testing.T) {
 	body := strings.Repeat("x", 256<<10)
 	var conns atomic.Int32
@@ -202,6 +203,8 @@ func TestBodiesDrained(t *testing.T) {
 	})
 	cfg := testConfig(mustURL(t, rec.URL))
 	cfg.MaxInflight = 1
+	fv := &fakeVerdict{}
+	cfg.Verdict = fv
 	r := start(t, cfg)
 	const n = 20
 	for i := range n {
@@ -223,72 +226,15 @@ func TestBodiesDrained(t *testing.T) {
 	if got := conns.Load(); got != 1 {
 		t.Errorf("%d connections for %d sequential requests, want 1 (bodies not drained?)", got, n)
 	}
-	c := r.Compare().Targets[0]
-	if c.BodyLenMismatch != n/2 || c.StatusMismatch != 0 || c.Pairs[Class2xx][Class2xx] != n {
-		t.Errorf("compare %+v, want %d body length mismatches, %d 2xx/2xx", c, n/2, n)
+	xs := fv.exchanges()
+	if len(xs) != n {
+		t.Fatalf("%d exchanges handed to the comparison, want %d", len(xs), n)
 	}
-}
-
-// TestCompare covers production's response arriving before and after the
-// shadow's, absent, and differing.
-func TestCompare(t *testing.T) {
-	tests := []struct {
-		name         string
-		shadowStatus int
-		prod         func(ex *httpx.Exchange)
-		shadowFirst  bool
-		want         func(c TargetCompare) bool
-	}{
-		{"production first, same", 200, func(ex *httpx.Exchange) { prodResp(ex, 200, 2) }, false,
-			func(c TargetCompare) bool {
-				return c.Pairs[Class2xx][Class2xx] == 1 && c.StatusMismatch == 0 && c.BodyLenMismatch == 0
-			}},
-		{"shadow first, same", 200, func(ex *httpx.Exchange) { prodResp(ex, 200, 2) }, true,
-			func(c TargetCompare) bool {
-				return c.Pairs[Class2xx][Class2xx] == 1 && c.StatusMismatch == 0 && c.BodyLenMismatch == 0
-			}},
-		{"production first, shadow 500", 500, func(ex *httpx.Exchange) { prodResp(ex, 200, 2) }, false,
-			func(c TargetCompare) bool { return c.Pairs[Class2xx][Class5xx] == 1 && c.StatusMismatch == 1 }},
-		{"shadow first, shadow 404", 404, func(ex *httpx.Exchange) { prodResp(ex, 200, 2) }, true,
-			func(c TargetCompare) bool { return c.Pairs[Class2xx][Class4xx] == 1 && c.StatusMismatch == 1 }},
-		{"same class, other status", 201, func(ex *httpx.Exchange) { prodResp(ex, 200, 2) }, false,
-			func(c TargetCompare) bool { return c.Pairs[Class2xx][Class2xx] == 1 && c.StatusMismatch == 1 }},
-		{"production absent", 200, func(ex *httpx.Exchange) { ex.Reason = httpx.RespGap }, true,
-			func(c TargetCompare) bool {
-				return c.Pairs[ClassNone][Class2xx] == 1 && c.NoProduction == 1 && c.StatusMismatch == 0
-			}},
-		{"production too large: status only", 200, func(ex *httpx.Exchange) {
-			prodResp(ex, 200, 1<<30)
-			ex.Resp.TooLarge, ex.Reason = true, httpx.RespTooLarge
-		}, false, func(c TargetCompare) bool { return c.Pairs[Class2xx][Class2xx] == 1 && c.BodyLenMismatch == 0 }},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			rec := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
-				w.WriteHeader(tt.shadowStatus)
-				w.Write([]byte("ok"))
-			})
-			r := start(t, testConfig(mustURL(t, rec.URL)))
-			ex := get(t, "/")
-			r.Request(ex)
-			if tt.shadowFirst {
-				waitFor(t, "the shadow's answer", func() bool { return r.Stats().Snapshot().Targets[0].ReplayedTotal() == 1 })
-			}
-			tt.prod(ex)
-			r.Response(ex)
-			if err := r.stop(t, 5*time.Second); err != nil {
-				t.Fatal(err)
-			}
-			if c := r.Compare().Targets[0]; !tt.want(c) {
-				t.Errorf("compare %+v", c)
-			}
-			r.joinMu.Lock()
-			left := len(r.joins)
-			r.joinMu.Unlock()
-			if left != 0 {
-				t.Errorf("%d joins left", left)
-			}
-		})
+	for i, x := range xs {
+		a := x.Answers[0].Response
+		if a == nil || a.BodyLen != int64(len(body)) || !a.BodyComplete || string(a.Body) != body {
+			t.Fatalf("exchange %d: shadow's answer %v", i, a != nil)
+		}
 	}
 }
 
@@ -316,6 +262,8 @@ func TestAccountingMixed(t *testing.T) {
 	cfg.ExcludePath = []*regexp.Regexp{regexp.MustCompile(`^/admin`)}
 	cfg.SamplePercent = 50
 	cfg.Timeout = time.Second
+	fv := &fakeVerdict{}
+	cfg.Verdict = fv
 	r := start(t, cfg)
 	paths := []string{"/", "/missing", "/broken", "/moved", "/admin/x", "/static/a.js"}
 	methods := []string{"GET", "GET", "HEAD", "POST", "OPTIONS"}
@@ -353,16 +301,27 @@ func TestAccountingMixed(t *testing.T) {
 	if bad.ReplayedTotal() != 0 || bad.FailedConnect+bad.DroppedQueue != s.Accepted {
 		t.Errorf("dead target: %+v", bad)
 	}
-	// Every answer of the healthy target was compared.
-	c := r.Compare().Targets[0]
-	var compared uint64
-	for p := range c.Pairs {
-		for sh := range c.Pairs[p] {
-			compared += c.Pairs[p][sh]
+	// Every answer of the healthy target and every failure of the dead one
+	// was handed to the comparison stage, some without production's
+	// response (closed).
+	answers := fv.answers()
+	if got := uint64(answers[good.Target]); got != good.ReplayedTotal() || good.Compared != got {
+		t.Errorf("healthy target: %d answers compared (stats %d), %d replayed", got, good.Compared, good.ReplayedTotal())
+	}
+	if got := uint64(answers[bad.Target]); got != bad.Failed() {
+		t.Errorf("dead target: %d failures compared, %d failed", got, bad.Failed())
+	}
+	missing := 0
+	for _, x := range fv.exchanges() {
+		if x.Production == nil {
+			if x.ProductionMissing != "closed" {
+				t.Errorf("production missing %q, want closed", x.ProductionMissing)
+			}
+			missing++
 		}
 	}
-	if compared != good.ReplayedTotal() || c.NoProduction == 0 {
-		t.Errorf("compared %d of %d answers, %d without production", compared, good.ReplayedTotal(), c.NoProduction)
+	if missing == 0 {
+		t.Error("no exchange without production's response")
 	}
 }
 
@@ -512,8 +471,7 @@ func TestCollectors(t *testing.T) {
 		{"shadowtap_replay_filtered_total", "reason=method"}:                             1,
 		{"shadowtap_replay_accepted_total", ""}:                                          1,
 		{"shadowtap_replay_replayed_total", "class=4xx,target=" + target}:                1,
-		{"shadowtap_replay_compare_total", "production=2xx,shadow=4xx,target=" + target}: 1,
-		{"shadowtap_replay_mismatch_total", "kind=status,target=" + target}:              1,
+		{"shadowtap_replay_compare_held_bytes", ""}:                                      0,
 		{"shadowtap_replay_duration_seconds", "target=" + target}:                        1,
 		{"shadowtap_replay_ttfb_seconds", "target=" + target}:                            1,
 		{"shadowtap_replay_failed_total", "reason=connect,target=" + target}:             0,

@@ -63,7 +63,9 @@ func newRewriter(cfg *Config) rewriter {
 // bodies until closed, and must be closed before ex is released to its pool.
 // The worker writes the request synchronously ((*http.Request).Write closes
 // the body) and closes it itself when the request is not written.
-func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, ex *httpx.Exchange, bodies *sync.WaitGroup) (*http.Request, error) {
+//
+// nth is the copy number (Config.Multiply), the marker header's value.
+func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, ex *httpx.Exchange, nth int, bodies *sync.WaitGroup) (*http.Request, error) {
 	req := &ex.Req
 	if !isToken(string(req.Method)) {
 		return nil, fmt.Errorf("%w: bad method", errInvalid)
@@ -158,7 +160,7 @@ func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, e
 		h[kv.Name] = one(kv.Value)
 	}
 	if rw.mark {
-		h[MarkerHeader] = one("1")
+		h[MarkerHeader] = one(strconv.Itoa(max(nth, 1))) // no allocation below 100
 	}
 	for _, name := range rw.drop {
 		delete(h, name)

@@ -276,7 +276,7 @@ func TestRewriteInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ex := mkEx(t, tt.raw, "", testClient)
-			if req, err := rw.build(t.Context(), base, "", ex, new(sync.WaitGroup)); err == nil {
+			if req, err := rw.build(t.Context(), base, "", ex, 1, new(sync.WaitGroup)); err == nil {
 				t.Fatalf("build accepted it: %s %s", req.Method, req.URL.RequestURI())
 			}
 		})

@@ -49,36 +49,51 @@ type Stats struct {
 	tooLarge       atomic.Uint64
 	accepted       atomic.Uint64
 	keyMissing     atomic.Uint64 // sampled on the client address because the key was absent
+	comparing      bool
 	targets        []*targetStats
 }
 
 // targetStats are the counters of one target.
 type targetStats struct {
 	name     string
+	baseline bool
 	replayed [NumClasses]atomic.Uint64
 	dropped  [numDrop]atomic.Uint64
 	failed   [numFail]atomic.Uint64
 	discard  [numDiscard]atomic.Uint64 // connections, not requests
 	inflight atomic.Int64
-	queued   func() int
+	queued   func() int // jobs in the queue, duplicates included
+	dup      dupStats
 
-	pairs           [NumClasses][NumClasses]atomic.Uint64
-	noProduction    atomic.Uint64
-	statusMismatch  atomic.Uint64
-	bodyLenMismatch atomic.Uint64
-	untracked       atomic.Uint64
+	// With a comparison stage: answers (and failures) handed to it in an
+	// exchange, counted uncompared by replay, and waiting in a join.
+	compared, uncompared atomic.Uint64
+	awaiting             atomic.Int64
+}
+
+// dupStats count the duplicates of Multiply: the copies of a request beyond
+// the first. Each ends in one outcome, as first copies do, but is never
+// compared.
+type dupStats struct {
+	due      atomic.Uint64 // copies beyond the first the multiplier asked for
+	replayed [NumClasses]atomic.Uint64
+	dropped  [numDrop]atomic.Uint64 // never dropMultiply
+	failed   [numFail]atomic.Uint64
+	queued   atomic.Int64
+	inflight atomic.Int64
 }
 
 type dropReason uint8
 
 const (
-	dropQueue   dropReason = iota // the target's queue was full
-	dropRate                      // beyond MaxRPS
-	dropStopped                   // arrived after Drain stopped intake
+	dropQueue    dropReason = iota // the target's queue was full
+	dropRate                       // beyond MaxRPS
+	dropStopped                    // arrived after Drain stopped intake
+	dropMultiply                   // a multiplier below 1 sent this request 0 times
 	numDrop
 )
 
-var dropNames = [numDrop]string{"queue", "rate", "stopped"}
+var dropNames = [numDrop]string{"queue", "rate", "stopped", "multiply"}
 
 type failReason uint8
 
@@ -114,6 +129,7 @@ type StatsSnapshot struct {
 	TooLarge         uint64 // the parser flagged the request too large to replay
 	Accepted         uint64 // passed every filter: offered to every target
 	SampleKeyMissing uint64 // sampled on the client address: key header or cookie absent (not an outcome)
+	Comparing        bool   // a comparison stage is configured (Config.Verdict)
 	Targets          []TargetSnapshot
 }
 
@@ -123,12 +139,56 @@ type TargetSnapshot struct {
 	// Replayed counts the shadow's answers by status class (index Class).
 	Replayed                                  [NumClasses]uint64
 	DroppedQueue, DroppedRate, DroppedStopped uint64
+	DroppedMultiply                           uint64 // Multiply below 1: sent 0 times
 	FailedConnect, FailedTimeout, FailedDrain uint64
 	FailedInvalid, FailedError                uint64
 	FailedResponseTooLarge                    uint64
+	Queued, InFlight                          uint64 // not yet ended
 	// Kept connections closed before their reuse (not request outcomes).
 	DiscardedUnsolicited, DiscardedClosed uint64
-	Queued, InFlight                      uint64 // not yet ended
+	// Baseline is the --baseline target.
+	Baseline bool
+	// With a comparison stage, every answered or failed request ends in
+	// one of: Compared (handed to the stage in an exchange, answer or
+	// failure), Uncompared (counted by replay: untracked, budget, invalid)
+	// or Awaiting (its exchange still waits for production's response or
+	// another target's answer).
+	Compared, Uncompared, Awaiting uint64
+	// Duplicates are the copies beyond the first sent with Multiply; the
+	// fields above count first copies only.
+	Duplicates DuplicateSnapshot
+}
+
+// DuplicateSnapshot is the outcome counts of one target's duplicates: the
+// copies of a request beyond the first that Multiply sends. Each copy ends
+// in exactly one outcome; none is compared.
+type DuplicateSnapshot struct {
+	Due                                       uint64 // copies beyond the first the multiplier asked for
+	Replayed                                  [NumClasses]uint64
+	DroppedQueue, DroppedRate, DroppedStopped uint64
+	FailedConnect, FailedTimeout, FailedDrain uint64
+	FailedInvalid, FailedError                uint64
+	FailedResponseTooLarge                    uint64
+	Queued, InFlight                          uint64 // not yet ended
+}
+
+// ReplayedTotal is the number of duplicates the target answered.
+func (d DuplicateSnapshot) ReplayedTotal() uint64 {
+	var n uint64
+	for _, v := range d.Replayed {
+		n += v
+	}
+	return n
+}
+
+// Dropped is the number of duplicates not sent.
+func (d DuplicateSnapshot) Dropped() uint64 {
+	return d.DroppedQueue + d.DroppedRate + d.DroppedStopped
+}
+
+// Failed is the number of duplicates sent or attempted without an answer.
+func (d DuplicateSnapshot) Failed() uint64 {
+	return d.FailedConnect + d.FailedTimeout + d.FailedDrain + d.FailedInvalid + d.FailedError + d.FailedResponseTooLarge
 }
 
 // ReplayedTotal is the number of requests the target answered.
@@ -142,7 +202,7 @@ func (t TargetSnapshot) ReplayedTotal() uint64 {
 
 // Dropped is the number of requests not sent to the target.
 func (t TargetSnapshot) Dropped() uint64 {
-	return t.DroppedQueue + t.DroppedRate + t.DroppedStopped
+	return t.DroppedQueue + t.DroppedRate + t.DroppedStopped + t.DroppedMultiply
 }
 
 // Failed is the number of requests sent or attempted without an answer.
@@ -163,6 +223,18 @@ func (s StatsSnapshot) Check() error {
 			errs = append(errs, fmt.Errorf("target %s: accepted %d != replayed %d + dropped %d + failed %d + queued %d + in flight %d (= %d)",
 				t.Target, s.Accepted, t.ReplayedTotal(), t.Dropped(), t.Failed(), t.Queued, t.InFlight, sum))
 		}
+		d := t.Duplicates
+		if sum := d.ReplayedTotal() + d.Dropped() + d.Failed() + d.Queued + d.InFlight; sum != d.Due {
+			errs = append(errs, fmt.Errorf("target %s: duplicates %d != replayed %d + dropped %d + failed %d + queued %d + in flight %d (= %d)",
+				t.Target, d.Due, d.ReplayedTotal(), d.Dropped(), d.Failed(), d.Queued, d.InFlight, sum))
+		}
+		if !s.Comparing {
+			continue
+		}
+		if sum := t.Compared + t.Uncompared + t.Awaiting; sum != t.ReplayedTotal()+t.Failed() {
+			errs = append(errs, fmt.Errorf("target %s: replayed %d + failed %d != compared %d + uncompared %d + awaiting %d (= %d)",
+				t.Target, t.ReplayedTotal(), t.Failed(), t.Compared, t.Uncompared, t.Awaiting, sum))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -177,6 +249,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		TooLarge:         s.tooLarge.Load(),
 		Accepted:         s.accepted.Load(),
 		SampleKeyMissing: s.keyMissing.Load(),
+		Comparing:        s.comparing,
 		Targets:          make([]TargetSnapshot, len(s.targets)),
 	}
 	for i, t := range s.targets {
@@ -188,6 +261,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		ts.DroppedQueue = t.dropped[dropQueue].Load()
 		ts.DroppedRate = t.dropped[dropRate].Load()
 		ts.DroppedStopped = t.dropped[dropStopped].Load()
+		ts.DroppedMultiply = t.dropped[dropMultiply].Load()
 		ts.FailedConnect = t.failed[failConnect].Load()
 		ts.FailedTimeout = t.failed[failTimeout].Load()
 		ts.FailedDrain = t.failed[failDrain].Load()
@@ -196,50 +270,37 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		ts.FailedResponseTooLarge = t.failed[failTooLarge].Load()
 		ts.DiscardedUnsolicited = t.discard[discardUnsolicited].Load()
 		ts.DiscardedClosed = t.discard[discardClosed].Load()
-		ts.Queued = uint64(t.queued())
+		ts.Duplicates = t.dup.snapshot()
+		// The queue holds both; the duplicates in it are counted apart.
+		ts.Queued = uint64(max(int64(t.queued())-int64(ts.Duplicates.Queued), 0))
 		if n := t.inflight.Load(); n > 0 {
 			ts.InFlight = uint64(n)
+		}
+		ts.Baseline = t.baseline
+		ts.Compared, ts.Uncompared = t.compared.Load(), t.uncompared.Load()
+		if n := t.awaiting.Load(); n > 0 {
+			ts.Awaiting = uint64(n)
 		}
 	}
 	return out
 }
 
-// CompareSnapshot compares the shadow's answers with production's, per target.
-type CompareSnapshot struct {
-	Targets []TargetCompare
-}
-
-// TargetCompare counts, for the requests one target answered, the pairs
-// (production's status class, the shadow's status class).
-type TargetCompare struct {
-	Target string
-	// Pairs[production][shadow]; production ClassNone means production's
-	// response never came (gap, connection closed, parser gave up).
-	Pairs [NumClasses][NumClasses]uint64
-	// NoProduction is the number of answers without production's response
-	// to compare with (the sum of Pairs[ClassNone]).
-	NoProduction uint64
-	// StatusMismatch counts answers whose status code differs from
-	// production's; BodyLenMismatch those whose body length differs (only
-	// where production's whole body was seen).
-	StatusMismatch, BodyLenMismatch uint64
-	// Untracked counts answers not compared because the table of exchanges
-	// awaiting production's response was full.
-	Untracked uint64
-}
-
-func (t *targetStats) compareSnapshot() TargetCompare {
-	out := TargetCompare{
-		Target:          t.name,
-		NoProduction:    t.noProduction.Load(),
-		StatusMismatch:  t.statusMismatch.Load(),
-		BodyLenMismatch: t.bodyLenMismatch.Load(),
-		Untracked:       t.untracked.Load(),
+func (d *dupStats) snapshot() DuplicateSnapshot {
+	var out DuplicateSnapshot
+	out.Due = d.due.Load()
+	for c := range d.replayed {
+		out.Replayed[c] = d.replayed[c].Load()
 	}
-	for p := range t.pairs {
-		for s := range t.pairs[p] {
-			out.Pairs[p][s] = t.pairs[p][s].Load()
-		}
-	}
+	out.DroppedQueue = d.dropped[dropQueue].Load()
+	out.DroppedRate = d.dropped[dropRate].Load()
+	out.DroppedStopped = d.dropped[dropStopped].Load()
+	out.FailedConnect = d.failed[failConnect].Load()
+	out.FailedTimeout = d.failed[failTimeout].Load()
+	out.FailedDrain = d.failed[failDrain].Load()
+	out.FailedInvalid = d.failed[failInvalid].Load()
+	out.FailedError = d.failed[failError].Load()
+	out.FailedResponseTooLarge = d.failed[failTooLarge].Load()
+	out.Queued = uint64(max(d.queued.Load(), 0))
+	out.InFlight = uint64(max(d.inflight.Load(), 0))
 	return out
 }

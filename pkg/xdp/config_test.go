@@ -82,7 +82,7 @@ func TestWakeupBytes(t *testing.T) {
 
 func TestFormatCounters(t *testing.T) {
 	var c event.Counters
-	for o := range c.Outcomes {
+	for o := event.Outcome(0); o <= event.LostRingbuf; o++ {
 		c.Outcomes[o] = uint64(o + 1) // 1..9
 	}
 	c.Truncated, c.Bytes = 77, 123456
@@ -92,7 +92,7 @@ func TestFormatCounters(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	want := []string{"counter value"}
-	for o := event.Outcome(0); o < event.NumOutcomes; o++ {
+	for o := event.Outcome(0); o <= event.LostRingbuf; o++ {
 		want = append(want, o.String()+" "+string(rune('0'+o+1)))
 	}
 	want = append(want, "truncated 77", "bytes 123456", "packets 45")

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -26,20 +27,48 @@ type Probe struct {
 	log    *slog.Logger
 	objs   bpf.ShadowtapObjects
 	reader *ringbuf.Reader
-	link   link.Link // nil when only loaded
-	pinDir string    // "" when nothing is pinned
+	link   link.Link    // nil when only loaded
+	pinDir string       // "" when nothing is pinned
+	beat   atomic.Int64 // unix ns of the reader's last poll (see LastActive)
+}
+
+// LastActive is when Run's reader last polled the ring or drained it: it
+// polls every PollInterval even when idle, so an old value means the reader
+// is stuck (the systemd watchdog uses it). Zero before Run.
+func (p *Probe) LastActive() time.Time {
+	if v := p.beat.Load(); v != 0 {
+		return time.Unix(0, v)
+	}
+	return time.Time{}
+}
+
+// poll arms the next read deadline and records the reader as live.
+func (p *Probe) poll() {
+	now := time.Now()
+	p.beat.Store(now.UnixNano())
+	p.reader.SetDeadline(now.Add(PollInterval))
 }
 
 var _ event.Source = (*Probe)(nil)
+
+// Pin names under PinRoot/<iface>/: short, since the directory already says
+// whose they are (the maps' own names carry a shadowtap_ prefix for
+// `bpftool map list`).
+const (
+	PinStats   = "stats"
+	pinVNIs    = "vni_allow"
+	pinSources = "source_allow"
+	pinPorts   = "ports"
+)
 
 // pinnedMaps are the maps pinned under PinRoot/<iface>/. The ring buffer is
 // not pinned: after a kill -9 its memory goes with the program.
 func (p *Probe) pinnedMaps() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
-		bpf.ShadowtapMapStats:       p.objs.Stats,
-		bpf.ShadowtapMapVniAllow:    p.objs.VniAllow,
-		bpf.ShadowtapMapSourceAllow: p.objs.SourceAllow,
-		bpf.ShadowtapMapPorts:       p.objs.Ports,
+		PinStats:   p.objs.ShadowtapStats,
+		pinVNIs:    p.objs.ShadowtapVnis,
+		pinSources: p.objs.ShadowtapSrcs,
+		pinPorts:   p.objs.ShadowtapPorts,
 	}
 }
 
@@ -79,7 +108,7 @@ func load(cfg Config, log *slog.Logger) (*Probe, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the embedded BPF object: %w", err)
 	}
-	spec.Maps[bpf.ShadowtapMapEvents].MaxEntries = uint32(cfg.RingSize)
+	spec.Maps[bpf.ShadowtapMapShadowtapRing].MaxEntries = uint32(cfg.RingSize)
 	// The program's configuration is a read-only global: set before loading.
 	c := programConfig(cfg)
 	if err := spec.Variables[bpf.ShadowtapVarConfig].Set(&c); err != nil {
@@ -101,7 +130,7 @@ func load(cfg Config, log *slog.Logger) (*Probe, error) {
 		p.objs.Close()
 		return nil, err
 	}
-	p.reader, err = ringbuf.NewReader(p.objs.Events)
+	p.reader, err = ringbuf.NewReader(p.objs.ShadowtapRing)
 	if err != nil {
 		p.objs.Close()
 		return nil, fmt.Errorf("open the event ring buffer: %w", err)
@@ -113,18 +142,18 @@ func load(cfg Config, log *slog.Logger) (*Probe, error) {
 func (p *Probe) fillMaps() error {
 	one := uint8(1)
 	for _, vni := range p.cfg.VNIs {
-		if err := p.objs.VniAllow.Put(vni, one); err != nil {
+		if err := p.objs.ShadowtapVnis.Put(vni, one); err != nil {
 			return fmt.Errorf("allow VNI %d: %w", vni, err)
 		}
 	}
 	for _, pfx := range p.cfg.Sources {
 		k := sourceKey(pfx)
-		if err := p.objs.SourceAllow.Put(&k, one); err != nil {
+		if err := p.objs.ShadowtapSrcs.Put(&k, one); err != nil {
 			return fmt.Errorf("allow source %v: %w", pfx, err)
 		}
 	}
 	for _, port := range p.cfg.Ports {
-		if err := p.objs.Ports.Put(uint32(port), one); err != nil {
+		if err := p.objs.ShadowtapPorts.Put(uint32(port), one); err != nil {
 			return fmt.Errorf("serve port %d: %w", port, err)
 		}
 	}
@@ -240,7 +269,7 @@ func (p *Probe) Run(ctx context.Context, sink event.Batcher) error {
 	var h event.Header
 	var decodeErrs uint64
 	n := 0
-	p.reader.SetDeadline(time.Now().Add(PollInterval))
+	p.poll()
 	for {
 		err := p.reader.ReadInto(&rec)
 		switch {
@@ -261,17 +290,20 @@ func (p *Probe) Run(ctx context.Context, sink event.Batcher) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				p.reader.SetDeadline(time.Now().Add(PollInterval))
-			} else if n%ctxCheckEvery == 0 && ctx.Err() != nil {
-				sink.Flush()
-				return nil
+				p.poll()
+			} else if n%ctxCheckEvery == 0 {
+				if ctx.Err() != nil {
+					sink.Flush()
+					return nil
+				}
+				p.beat.Store(time.Now().UnixNano())
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			sink.Flush()
 			if ctx.Err() != nil {
 				return nil
 			}
-			p.reader.SetDeadline(time.Now().Add(PollInterval))
+			p.poll()
 		case errors.Is(err, os.ErrClosed):
 			sink.Flush()
 			return nil
@@ -284,5 +316,5 @@ func (p *Probe) Run(ctx context.Context, sink event.Batcher) error {
 
 // Counters returns the program's counters summed over CPUs.
 func (p *Probe) Counters() (event.Counters, error) {
-	return readStats(p.objs.Stats)
+	return readStats(p.objs.ShadowtapStats)
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -404,5 +406,48 @@ func TestRunNoAllocPerEvent(t *testing.T) {
 	c := counters(t, p)
 	if c.Outcomes[event.LostRingbuf] != 0 {
 		t.Errorf("lost_ringbuf %d: the 16 MiB ring should hold %d events", c.Outcomes[event.LostRingbuf], events)
+	}
+}
+
+// TestMapNamesSayWhose checks that every map the program loads carries the
+// shadowtap_ prefix, so `bpftool map list` on a busy host says whose it is.
+func TestMapNamesSayWhose(t *testing.T) {
+	p := loadTest(t, Config{Ports: []uint16{8080}})
+	for name, m := range map[string]*ebpf.Map{
+		"stats": p.objs.ShadowtapStats, "vnis": p.objs.ShadowtapVnis, "sources": p.objs.ShadowtapSrcs,
+		"ports": p.objs.ShadowtapPorts, "wake": p.objs.ShadowtapWake, "ring": p.objs.ShadowtapRing,
+	} {
+		info, err := m.Info()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !strings.HasPrefix(info.Name, "shadowtap_") {
+			t.Errorf("the %s map is named %q in the kernel, want a shadowtap_ prefix", name, info.Name)
+		}
+	}
+}
+
+// TestUnservedPorts checks the sketch that names the ports the mirror
+// carries when --ports matches nothing.
+func TestUnservedPorts(t *testing.T) {
+	p := loadTest(t, Config{Ports: []uint16{8080}})
+	send := func(port uint16, n int) {
+		in := inner([]byte("x"))
+		in.DstPort = port
+		f, _ := frames.VXLAN(outer(), in)
+		for range n {
+			runFrame(t, p, f)
+		}
+	}
+	send(443, 3)
+	send(9443, 1)
+	send(8080, 2) // served: not in the sketch
+	got, err := p.UnservedPorts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []event.PortCount{{Port: 443, Segments: 3}, {Port: 9443, Segments: 1}}
+	if !slices.Equal(got, want) {
+		t.Errorf("UnservedPorts = %v, want %v", got, want)
 	}
 }

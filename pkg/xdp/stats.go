@@ -49,7 +49,7 @@ func ReadPinnedStats(pinRoot, iface string) (event.Counters, error) {
 	if pinRoot == "" {
 		pinRoot = DefaultPinRoot
 	}
-	path := filepath.Join(pinRoot, iface, bpf.ShadowtapMapStats)
+	path := filepath.Join(pinRoot, iface, PinStats)
 	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -69,11 +69,35 @@ func ReadPinnedStats(pinRoot, iface string) (event.Counters, error) {
 func FormatCounters(w io.Writer, c event.Counters) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "counter\tvalue\n")
-	for o := event.Outcome(0); o < event.NumOutcomes; o++ {
+	// The program's own outcomes: lost_socket belongs to the socket source.
+	for o := event.Outcome(0); o <= event.LostRingbuf; o++ {
 		fmt.Fprintf(tw, "%s\t%d\n", o, c.Outcomes[o])
 	}
 	fmt.Fprintf(tw, "truncated\t%d\n", c.Truncated)
 	fmt.Fprintf(tw, "bytes\t%d\n", c.Bytes)
 	fmt.Fprintf(tw, "packets\t%d\n", c.Packets())
 	return tw.Flush()
+}
+
+// UnservedPorts reads the program's sketch of the ports of segments dropped
+// as drop_port (shadowtap_unsrv), summed over CPUs, most seen first.
+func (p *Probe) UnservedPorts() ([]event.PortCount, error) {
+	counts := map[uint16]uint64{}
+	var per []bpf.ShadowtapUnserved
+	for slot := uint32(0); slot < event.UnservedSlots; slot++ {
+		if err := p.objs.ShadowtapUnsrv.Lookup(slot, &per); err != nil {
+			return nil, fmt.Errorf("read the unserved-port sketch: %w", err)
+		}
+		for _, u := range per {
+			if u.Count > 0 {
+				counts[uint16(u.Port)] += u.Count
+			}
+		}
+	}
+	out := make([]event.PortCount, 0, len(counts))
+	for port, n := range counts {
+		out = append(out, event.PortCount{Port: port, Segments: n})
+	}
+	event.SortPortCounts(out)
+	return out, nil
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -41,28 +43,39 @@ func TestCountersFromMetrics(t *testing.T) {
 	}
 }
 
-func TestParseStat(t *testing.T) {
-	stat := "4242 (shadow tap) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 130 0 0 20 0 8 0 12345 0 0"
-	d, err := parseStatCPU([]byte(stat))
+// TestProcReadings reads this process's and the machine's figures the way
+// the benchmark reads shadowtap's: after burning some CPU they must be
+// positive and consistent.
+func TestProcReadings(t *testing.T) {
+	before, err := selfCPU()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d != 3800*time.Millisecond {
-		t.Errorf("cpu = %v, want 3.8s", d)
-	}
-	rss, err := parseStatusKB([]byte("Name:\tshadowtap\nVmPeak:\t  9000 kB\nVmHWM:\t   51200 kB\n"), "VmHWM")
-	if err != nil || rss != 50<<20 {
-		t.Errorf("VmHWM = %d, %v", rss, err)
-	}
-	sys, err := parseSysCPU([]byte("cpu  100 0 50 800 50 0 25 0 0 0\ncpu0 1 2 3\n"))
+	sys0, err := readSysCPU()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sys.Busy != 1750*time.Millisecond || sys.SoftIRQ != 250*time.Millisecond || sys.Total != 10250*time.Millisecond {
-		t.Errorf("sys = %+v", sys)
+	x := 0
+	for start := time.Now(); time.Since(start) < 100*time.Millisecond; {
+		x++
 	}
-	if got := cpuModel([]byte("processor\t: 0\nmodel name\t: AMD EPYC 7R13\n")); got != "AMD EPYC 7R13" {
-		t.Errorf("cpu model %q", got)
+	after, err := selfCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := after - before; d < 50*time.Millisecond {
+		t.Errorf("100 ms of busy loop counted as %v of CPU (x=%d)", d, x)
+	}
+	sys1, _ := readSysCPU()
+	if d := sys1.sub(sys0); d.Busy <= 0 || d.Total < d.Busy {
+		t.Errorf("machine CPU over the loop: %+v", d)
+	}
+	rss, err := procPeakRSS(os.Getpid())
+	if err != nil || rss < 1<<20 {
+		t.Errorf("peak RSS %d, %v: want at least 1 MiB", rss, err)
+	}
+	if m := describeMachine(context.Background()); m.CPUModel == "" || m.CPUs < 1 {
+		t.Errorf("machine %+v", m)
 	}
 }
 

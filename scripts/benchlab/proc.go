@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"github.com/prometheus/procfs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,108 +13,55 @@ import (
 	"time"
 )
 
-// userHZ is the unit of the tick counts in /proc/PID/stat and /proc/stat
-// (USER_HZ, 100 on every Linux architecture Go supports).
-const userHZ = 100
+// /proc is read through prometheus/procfs (already a dependency of the
+// Prometheus client), not parsed here.
 
-// procCPU returns the user+system CPU time pid has used, from fields 14
-// and 15 of /proc/PID/stat.
+// procCPU returns the user+system CPU time pid has used.
 func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	p, err := procfs.NewProc(pid)
 	if err != nil {
 		return 0, fmt.Errorf("reading CPU time of pid %d: %w", pid, err)
 	}
-	return parseStatCPU(b)
-}
-
-// parseStatCPU extracts utime+stime from the content of /proc/PID/stat. The
-// command name (field 2) is in parentheses and may hold spaces, so fields
-// are counted after the last ')'.
-func parseStatCPU(b []byte) (time.Duration, error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("/proc/PID/stat: no ')' after the command name")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state): utime is field 14, stime field 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/PID/stat: %d fields after the command name, want at least 13", len(f))
-	}
-	ut, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/PID/stat: utime/stime: %w", err)
-	}
-	return ticks(ut + st), nil
-}
-
-func ticks(n uint64) time.Duration { return time.Duration(n) * time.Second / userHZ }
-
-// procStatusKB returns a "Key:   N kB" field of /proc/PID/status in bytes,
-// e.g. VmHWM (peak RSS) or VmRSS.
-func procStatusKB(pid int, key string) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := p.Stat()
 	if err != nil {
-		return 0, fmt.Errorf("reading /proc/%d/status: %w", pid, err)
+		return 0, fmt.Errorf("reading CPU time of pid %d: %w", pid, err)
 	}
-	return parseStatusKB(b, key)
+	return seconds(st.CPUTime()), nil
 }
 
-func parseStatusKB(b []byte, key string) (uint64, error) {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || k != key {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) == 0 {
-			break
-		}
-		n, err := strconv.ParseUint(f[0], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("status %s: %w", key, err)
-		}
-		if len(f) > 1 && f[1] == "kB" {
-			n *= 1024
-		}
-		return n, nil
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// procPeakRSS returns pid's peak resident set size in bytes (VmHWM).
+func procPeakRSS(pid int) (uint64, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0, fmt.Errorf("reading peak RSS of pid %d: %w", pid, err)
 	}
-	return 0, fmt.Errorf("status: no %s line", key)
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0, fmt.Errorf("reading peak RSS of pid %d: %w", pid, err)
+	}
+	return st.VmHWM, nil
 }
 
-// sysCPU is the machine-wide CPU time from the first line of /proc/stat.
+// sysCPU is the machine-wide CPU time from /proc/stat.
 type sysCPU struct {
 	Busy, SoftIRQ, Total time.Duration
 }
 
 func readSysCPU() (sysCPU, error) {
-	b, err := os.ReadFile("/proc/stat")
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return sysCPU{}, fmt.Errorf("reading /proc/stat: %w", err)
 	}
-	return parseSysCPU(b)
-}
-
-func parseSysCPU(b []byte) (sysCPU, error) {
-	line, _, _ := bytes.Cut(b, []byte("\n"))
-	f := strings.Fields(string(line))
-	if len(f) < 8 || f[0] != "cpu" {
-		return sysCPU{}, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	st, err := fs.Stat()
+	if err != nil {
+		return sysCPU{}, fmt.Errorf("reading /proc/stat: %w", err)
 	}
-	var v [10]uint64
-	for i := 1; i < len(f) && i <= len(v); i++ {
-		n, err := strconv.ParseUint(f[i], 10, 64)
-		if err != nil {
-			return sysCPU{}, fmt.Errorf("/proc/stat: field %d: %w", i, err)
-		}
-		v[i-1] = n
-	}
-	// user nice system idle iowait irq softirq steal guest guest_nice; guest
-	// time is already part of user.
-	total := v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7]
-	idle := v[3] + v[4]
-	return sysCPU{Busy: ticks(total - idle), SoftIRQ: ticks(v[6]), Total: ticks(total)}, nil
+	c := st.CPUTotal
+	// Guest time is already part of user.
+	total := c.User + c.Nice + c.System + c.Idle + c.Iowait + c.IRQ + c.SoftIRQ + c.Steal
+	return sysCPU{Busy: seconds(total - c.Idle - c.Iowait), SoftIRQ: seconds(c.SoftIRQ), Total: seconds(total)}, nil
 }
 
 func (a sysCPU) sub(b sysCPU) sysCPU {
@@ -168,32 +113,23 @@ func describeMachine(ctx context.Context) machine {
 	if out, err := exec.CommandContext(ctx, "uname", "-r").Output(); err == nil {
 		m.Kernel = strings.TrimSpace(string(out))
 	}
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		m.CPUModel = cpuModel(b)
+	if fs, err := procfs.NewDefaultFS(); err == nil {
+		if cpus, err := fs.CPUInfo(); err == nil && len(cpus) > 0 {
+			m.CPUModel = cpus[0].ModelName
+		}
 	}
 	return m
 }
 
-func cpuModel(cpuinfo []byte) string {
-	sc := bufio.NewScanner(bytes.NewReader(cpuinfo))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "?"
-}
-
-// loadAvg returns the first field of /proc/loadavg, to show what else ran.
+// loadAvg returns /proc/loadavg's three averages, to show what else ran.
 func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
+	fs, err := procfs.NewDefaultFS()
 	if err != nil {
 		return "?"
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
+	l, err := fs.LoadAvg()
+	if err != nil {
 		return "?"
 	}
-	return strings.Join(f[:3], " ")
+	return fmt.Sprintf("%.2f %.2f %.2f", l.Load1, l.Load5, l.Load15)
 }

@@ -157,7 +157,7 @@ func (r *receiver) scrape(ctx context.Context) (testenv.Metrics, error) {
 func (r *receiver) cpu() (time.Duration, error) { return procCPU(r.pid) }
 
 // peakRSS is shadowtap's VmHWM in bytes.
-func (r *receiver) peakRSS() (uint64, error) { return procStatusKB(r.pid, "VmHWM") }
+func (r *receiver) peakRSS() (uint64, error) { return procPeakRSS(r.pid) }
 
 // stop sends SIGTERM and waits for the drain and exit; after 30 s it kills.
 func (r *receiver) stop() error {

@@ -46,7 +46,7 @@ type counters struct {
 }
 
 func (c counters) emit() float64 { return c.outcomes["emit"] }
-func (c counters) lost() float64 { return c.outcomes["lost_ringbuf"] }
+func (c counters) lost() float64 { return c.outcomes["lost_ringbuf"] + c.outcomes["lost_socket"] }
 func (c counters) seen() float64 {
 	var n float64
 	for _, v := range c.outcomes {
@@ -235,7 +235,7 @@ func (s *stepResult) judge() {
 			s.Gen.Refused, s.ProdTxDropped, s.RecvRxDropped))
 	}
 	if s.Lost > 0 {
-		why = append(why, fmt.Sprintf("capture lost %.0f (lost_ringbuf)", s.Lost))
+		why = append(why, fmt.Sprintf("capture lost %.0f (lost_ringbuf, lost_socket)", s.Lost))
 	}
 	if s.Emit < sent {
 		why = append(why, fmt.Sprintf("capture emitted %.0f of %.0f sent", s.Emit, sent))

@@ -1,0 +1,33 @@
+package httpx
+
+// MetricHelp gives each counter of the HTTP stage the sentence shown in
+// /metrics (shadowtap_http_*); see metrics.Helper.
+func (StatsSnapshot) MetricHelp() map[string]string {
+	return map[string]string{
+		"Conns":                "Connections the HTTP parser handled.",
+		"Requests":             "Complete requests parsed and handed to replay (too large ones included).",
+		"Responses":            "Final responses parsed (1xx interim responses excluded, too large ones included).",
+		"RequestsTooLarge":     "Requests beyond --max-header-bytes or --max-body-bytes: counted, never replayed.",
+		"ResponsesTooLarge":    "Production responses beyond --max-header-bytes or --max-body-bytes.",
+		"RequestsGap":          "Requests in progress dropped because a gap in the capture swallowed part of them.",
+		"ResponsesGap":         "Responses in progress dropped because a gap in the capture swallowed part of them.",
+		"RequestsMalformed":    "Requests dropped as malformed HTTP (parsing then resynchronises).",
+		"ResponsesMalformed":   "Responses dropped as malformed HTTP (parsing then resynchronises).",
+		"RequestsIncomplete":   "Requests in progress when their connection closed or was given up.",
+		"ResponsesIncomplete":  "Responses in progress when their connection closed or was given up.",
+		"RequestResyncs":       "Request lines found by scanning after a gap or when joining a connection mid-stream.",
+		"ResponseResyncs":      "Status lines found by scanning after a gap or when joining a connection mid-stream.",
+		"RequestSkippedBytes":  "Bytes skipped in the request direction while looking for the next request line.",
+		"ResponseSkippedBytes": "Bytes skipped in the response direction while looking for the next status line.",
+		"GaveUpNotHTTP":        "Connections no longer parsed because they are not HTTP/1.x (e.g. TLS).",
+		"GaveUpUpgrade":        "Connections no longer parsed after 101 Switching Protocols (e.g. WebSocket).",
+		"GaveUpConnect":        "Connections no longer parsed after a CONNECT request.",
+		"ResponsesUnpaired":    "Production responses with no request to pair with: dropped.",
+		"Interim":              "1xx interim responses skipped (100 Continue, 103 Early Hints, ...).",
+		"Answered":             "Exchanges that ended with production's response.",
+		"NoRespGap":            "Exchanges that ended without production's response because of a gap in the response direction.",
+		"NoRespClosed":         "Exchanges that ended without production's response because the connection ended first.",
+		"NoRespGaveUp":         "Exchanges that ended without production's response because parsing of the response direction stopped.",
+		"NoRespOverflow":       "Exchanges that ended without production's response because too many requests were waiting on the connection.",
+	}
+}
