@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shadowtap/shadowtap/testenv"
+)
+
+// floodRSSBudget is what shadowtap may use, resident, during the small
+// flood below (one shard of 16.5 MiB preallocated, the 16 MiB ring buffer,
+// 256 connections, the Go runtime; the race detector's shadow memory
+// when the tests run with -race).
+const floodRSSBudget = 512 << 20
+
+// TestFloodKeepsEstablishedReplayed is the small version of the flood
+// runs: while an established keep-alive connection (one exchange done)
+// sends a request every few milliseconds, split over two segments, the
+// mirror's allowed source
+// sends (a) a flood of distinct new flows, a SYN and one segment each, 200
+// times --max-conns, then (b) VXLAN frames of random inner bytes. Every
+// request of the established connection is still parsed and replayed
+// once, only flood flows are evicted, and shadowtap stays inside its
+// memory budget.
+func TestFloodKeepsEstablishedReplayed(t *testing.T) {
+	lab := testenv.NewLab(t, testenv.Options{})
+	if lab.OuterIPv6 {
+		t.Skip("the flood sender builds IPv4 outer frames")
+	}
+	startServer(t, lab, lab.ProdNS, prodPort)
+	shadow := startServer(t, lab, lab.ShadowNS, shadowPort)
+	const maxConns = 256
+	p := startRun(t, lab, newPinRoot(t), "--target", shadowTarget(lab, shadowPort),
+		"--shards", "1", "--max-conns", fmt.Sprint(maxConns))
+
+	// The flood: VXLAN to the receiver from the mirror's own source address.
+	pc, err := lab.ListenPacket(lab.ProdNS, "udp4", netip.AddrPortFrom(lab.MirrorSource4, 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(lab.RecvAddr4, lab.VXLANPort))
+	var flows, randoms atomic.Int64
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var wg sync.WaitGroup
+	flood := func() {
+		rng := rand.New(rand.NewPCG(1, 2))
+		frame := make([]byte, 0, 2048)
+		server := netip.AddrPortFrom(lab.ProdAddr4, prodPort)
+		for i := 0; ctx.Err() == nil; i++ {
+			if flows.Load() < 200*maxConns {
+				client := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), uint16(1024+i%60000))
+				frame = vxlanTCP(frame[:0], lab.VNI, client, server, 7, tcpSYN, nil)
+				pc.WriteTo(frame, dst)
+				frame = vxlanTCP(frame[:0], lab.VNI, client, server, 8, tcpACK|tcpPSH, []byte("GET /flood HTTP/1.1\r\nHost: x\r\n"))
+				pc.WriteTo(frame, dst)
+				flows.Add(1)
+				continue
+			}
+			// Random inner bytes behind a valid VXLAN header.
+			frame = append(frame[:0], 0x08, 0, 0, 0, byte(lab.VNI>>16), byte(lab.VNI>>8), byte(lab.VNI), 0)
+			for range 14 + rng.IntN(1400) {
+				frame = append(frame, byte(rng.Uint32()))
+			}
+			pc.WriteTo(frame, dst)
+			randoms.Add(1)
+		}
+	}
+
+	// The established connection, throughout the flood.
+	const requests = 40
+	dial := lab.DialContext(lab.ClientNS)
+	nc, err := dial(context.Background(), "tcp", testenv.HostPort(lab.ProdAddr4, prodPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(nc)
+	for i := range requests {
+		if i == 1 {
+			// Established: it has carried a request and its answer.
+			wg.Go(flood)
+		}
+		q := fmt.Sprintf("GET /est/%d HTTP/1.1\r\nHost: shop\r\n\r\n", i)
+		half := len(q) / 2
+		if _, err := io.WriteString(nc, q[:half]); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond) // the flood runs between the two segments
+		if _, err := io.WriteString(nc, q[half:]); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	nc.Close()
+	for flows.Load() < 200*maxConns || randoms.Load() < 20000 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	peak := p.metrics().Get(t, "process_resident_memory_bytes")
+	stop()
+	wg.Wait()
+	t.Logf("sent %d flood flows and %d random frames", flows.Load(), randoms.Load())
+
+	m := p.waitMetrics(fmt.Sprintf("%d requests replayed", requests), func(m testenv.Metrics) bool {
+		return m.Get(t, "shadowtap_replay_replayed_total") >= requests && settled(t, m)
+	})
+	if got := m.Get(t, "shadowtap_replay_replayed_total"); got != requests {
+		t.Errorf("replayed %v requests, want the established connection's %d", got, requests)
+	}
+	seen := map[string]int{}
+	for _, ex := range shadow.Exchanges() {
+		seen[ex.Target]++
+	}
+	for i := range requests {
+		if n := seen[fmt.Sprintf("/est/%d", i)]; n != 1 {
+			t.Errorf("/est/%d reached the shadow %d times, want once", i, n)
+		}
+	}
+	evicted := m.Get(t, "shadowtap_flow_closed_evicted_total")
+	if unconf := m.Get(t, "shadowtap_flow_evicted_unconfirmed_total"); evicted == 0 || unconf != evicted {
+		t.Errorf("evicted %v connections, %v of them unconfirmed: want the flood to evict only unconfirmed flows", evicted, unconf)
+	}
+	if rss := max(peak, m.Get(t, "process_resident_memory_bytes")); rss > floodRSSBudget {
+		t.Errorf("resident memory %.0f MiB, budget %d MiB", rss/(1<<20), floodRSSBudget>>20)
+	} else {
+		t.Logf("resident memory %.0f MiB (budget %d MiB)", rss/(1<<20), floodRSSBudget>>20)
+	}
+	if strings.Contains(p.out.String(), "panic") {
+		t.Errorf("shadowtap panicked:\n%s", p.out.String())
+	}
+}
+
+// TCP flags of the flood's inner segments.
+const (
+	tcpSYN = 0x02
+	tcpPSH = 0x08
+	tcpACK = 0x10
+)
+
+// vxlanTCP appends to b a VXLAN payload (the UDP datagram's content): the
+// VXLAN header with vni, then an inner Ethernet frame carrying an IPv4 TCP
+// segment from client to server with seq, flags and data.
+func vxlanTCP(b []byte, vni uint32, client, server netip.AddrPort, seq uint32, flags byte, data []byte) []byte {
+	b = append(b, 0x08, 0, 0, 0, byte(vni>>16), byte(vni>>8), byte(vni), 0)
+	b = append(b, 0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00) // Ethernet, IPv4
+	ip := len(b)
+	total := 20 + 20 + len(data)
+	b = append(b, 0x45, 0, byte(total>>8), byte(total), 0, 0, 0x40, 0, 64, 6, 0, 0)
+	c, s := client.Addr().As4(), server.Addr().As4()
+	b = append(b, c[:]...)
+	b = append(b, s[:]...)
+	var sum uint32
+	for i := ip; i < ip+20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	binary.BigEndian.PutUint16(b[ip+10:], ^uint16(sum))
+	b = binary.BigEndian.AppendUint16(b, client.Port())
+	b = binary.BigEndian.AppendUint16(b, server.Port())
+	b = binary.BigEndian.AppendUint32(b, seq)
+	b = binary.BigEndian.AppendUint32(b, 0)
+	b = append(b, 5<<4, flags, 0xff, 0xff, 0, 0, 0, 0) // no TCP checksum: the mirror path does not check it
+	return append(b, data...)
+}
