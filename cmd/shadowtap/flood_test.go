@@ -182,3 +182,71 @@ func vxlanTCP(b []byte, vni uint32, client, server netip.AddrPort, seq uint32, f
 	b = append(b, 5<<4, flags, 0xff, 0xff, 0, 0, 0, 0) // no TCP checksum: the mirror path does not check it
 	return append(b, data...)
 }
+
+// TestHugeResponseHeads is the small version of the flood run (c): a
+// shadow answering every replayed request with a 100 MiB response head.
+// shadowtap reads at most --max-response-header-bytes of each, counts the
+// request failed "response_too_large", and stays inside its memory budget.
+func TestHugeResponseHeads(t *testing.T) {
+	lab := testenv.NewLab(t, testenv.Options{})
+	startServer(t, lab, lab.ProdNS, prodPort)
+	const port = 8081
+	ln, err := lab.Listen(lab.ShadowNS, "tcp", fmt.Sprintf(":%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sentHead atomic.Int64
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer nc.Close()
+				br := bufio.NewReader(nc)
+				chunk := []byte(strings.Repeat("h", 64<<10))
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					if _, err := io.WriteString(nc, "HTTP/1.1 200 OK\r\nX-Big: "); err != nil {
+						return
+					}
+					for range (100 << 20) / len(chunk) {
+						n, err := nc.Write(chunk)
+						sentHead.Add(int64(n))
+						if err != nil {
+							return
+						}
+					}
+					io.WriteString(nc, "\r\nContent-Length: 0\r\n\r\n")
+				}
+			})
+		}
+	})
+	p := startRun(t, lab, newPinRoot(t), "--target", shadowTarget(lab, port), "--shards", "1")
+	const requests = 10
+	var reqs []testenv.Request
+	for i := range requests {
+		reqs = append(reqs, testenv.Request{Target: fmt.Sprintf("/huge/%d", i)})
+	}
+	converse(t, lab, testenv.HostPort(lab.ProdAddr4, prodPort), reqs...)
+	m := p.waitMetrics(fmt.Sprintf("%d requests ended", requests), func(m testenv.Metrics) bool {
+		return m.Get(t, "shadowtap_replay_failed_total")+m.Get(t, "shadowtap_replay_replayed_total") >= requests && settled(t, m)
+	})
+	if got := m.Get(t, "shadowtap_replay_failed_total", "reason", "response_too_large"); got != requests {
+		t.Errorf("failed response_too_large %v, want %d:\n%s", got, requests, m.String())
+	}
+	if got := m.Get(t, "shadowtap_replay_replayed_total"); got != 0 {
+		t.Errorf("%v answers with a 100 MiB head counted as replayed", got)
+	}
+	if rss := m.Get(t, "process_resident_memory_bytes"); rss > floodRSSBudget {
+		t.Errorf("resident memory %.0f MiB, budget %d MiB", rss/(1<<20), floodRSSBudget>>20)
+	} else {
+		t.Logf("resident memory %.0f MiB (budget %d MiB); the shadow wrote %d MiB of heads before shadowtap closed",
+			rss/(1<<20), floodRSSBudget>>20, sentHead.Load()>>20)
+	}
+}
