@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 # sudo's secure_path usually lacks Go's directory.
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build generate check-generated test deps fuzz bench bench-bpf demo install uninstall lab-up lab-down clean
+.PHONY: all build generate check-generated test deps fuzz flood bench bench-bpf demo install uninstall lab-up lab-down clean
 
 all: build
 
@@ -41,6 +41,15 @@ fuzz:
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+# The flood runs, not in CI (needs root, about a minute): a million spoofed
+# flows and random VXLAN payloads from the allowed source while an
+# established connection is replayed, and a shadow answering with 100 MiB
+# heads; each checks shadowtap's peak RSS against its budget. CI runs the
+# same tests at a small scale.
+flood:
+	SHADOWTAP_FLOOD=full SHADOWTAP_REQUIRE_ROOT=1 $(GO) test -count=1 -v -timeout 10m \
+		-run '^(TestFloodKeepsEstablishedReplayed|TestHugeResponseHeads)$$' ./cmd/shadowtap
 
 bench-bpf:
 	$(GO) test -run '^$$' -bench BenchmarkXDP -benchtime 2s ./pkg/xdp/

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,18 +20,55 @@ import (
 	"github.com/shadowtap/shadowtap/testenv"
 )
 
-// floodRSSBudget is what shadowtap may use, resident, during the small
-// flood below (one shard of 16.5 MiB preallocated, the 16 MiB ring buffer,
-// 256 connections, the Go runtime; the race detector's shadow memory
-// when the tests run with -race).
+// floodRSSBudget is what shadowtap may use, resident, during the floods
+// below: the default budget of the flags given (shards of 16.5 MiB
+// preallocated, the 16 MiB ring buffer, --max-conns connections per shard,
+// the Go runtime), with room for the race detector's shadow memory when
+// the tests run with -race.
 const floodRSSBudget = 512 << 20
+
+// floodScale is the size of the flood of TestFloodKeepsEstablishedReplayed:
+// small in CI; SHADOWTAP_FLOOD=full (make flood) sends a million flows to
+// a receiver with the default --shards and --max-conns.
+type floodScale struct {
+	flows, randoms int64
+	maxConns       int // 0: the default, with the default shards
+}
+
+func floodSize() floodScale {
+	if os.Getenv("SHADOWTAP_FLOOD") == "full" {
+		return floodScale{flows: 1_000_000, randoms: 200_000}
+	}
+	return floodScale{flows: 200 * 256, randoms: 20_000, maxConns: 256}
+}
+
+// peakRSS is the process's peak resident memory (VmHWM), in bytes.
+func peakRSS(t *testing.T, pid int) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			var kib float64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%f kB", &kib); err != nil {
+				t.Fatalf("VmHWM %q: %v", v, err)
+			}
+			return kib * 1024
+		}
+	}
+	t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	return 0
+}
 
 // TestFloodKeepsEstablishedReplayed is the small version of the flood
 // runs: while an established keep-alive connection (one exchange done)
 // sends a request every few milliseconds, split over two segments, the
 // mirror's allowed source
 // sends (a) a flood of distinct new flows, a SYN and one segment each, 200
-// times --max-conns, then (b) VXLAN frames of random inner bytes. Every
+// times --max-conns (a million with SHADOWTAP_FLOOD=full), then (b) VXLAN
+// frames of random inner bytes. Every
 // request of the established connection is still parsed and replayed
 // once, only flood flows are evicted, and shadowtap stays inside its
 // memory budget.
@@ -41,9 +79,12 @@ func TestFloodKeepsEstablishedReplayed(t *testing.T) {
 	}
 	startServer(t, lab, lab.ProdNS, prodPort)
 	shadow := startServer(t, lab, lab.ShadowNS, shadowPort)
-	const maxConns = 256
-	p := startRun(t, lab, newPinRoot(t), "--target", shadowTarget(lab, shadowPort),
-		"--shards", "1", "--max-conns", fmt.Sprint(maxConns))
+	size := floodSize()
+	args := []string{"--target", shadowTarget(lab, shadowPort)}
+	if size.maxConns > 0 {
+		args = append(args, "--shards", "1", "--max-conns", fmt.Sprint(size.maxConns))
+	}
+	p := startRun(t, lab, newPinRoot(t), args...)
 
 	// The flood: VXLAN to the receiver from the mirror's own source address.
 	pc, err := lab.ListenPacket(lab.ProdNS, "udp4", netip.AddrPortFrom(lab.MirrorSource4, 0).String())
@@ -61,7 +102,7 @@ func TestFloodKeepsEstablishedReplayed(t *testing.T) {
 		frame := make([]byte, 0, 2048)
 		server := netip.AddrPortFrom(lab.ProdAddr4, prodPort)
 		for i := 0; ctx.Err() == nil; i++ {
-			if flows.Load() < 200*maxConns {
+			if flows.Load() < size.flows {
 				client := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), uint16(1024+i%60000))
 				frame = vxlanTCP(frame[:0], lab.VNI, client, server, 7, tcpSYN, nil)
 				pc.WriteTo(frame, dst)
@@ -80,15 +121,19 @@ func TestFloodKeepsEstablishedReplayed(t *testing.T) {
 		}
 	}
 
-	// The established connection, throughout the flood.
-	const requests = 40
+	// The established connection, throughout the flood: at least 40
+	// requests, and more until the flood ends.
+	const minRequests = 40
+	floodDone := func() bool { return flows.Load() >= size.flows && randoms.Load() >= size.randoms }
+	requests := 0
 	dial := lab.DialContext(lab.ClientNS)
 	nc, err := dial(context.Background(), "tcp", testenv.HostPort(lab.ProdAddr4, prodPort))
 	if err != nil {
 		t.Fatal(err)
 	}
 	br := bufio.NewReader(nc)
-	for i := range requests {
+	for i := 0; i < minRequests || !floodDone(); i++ {
+		requests++
 		if i == 1 {
 			// Established: it has carried a request and its answer.
 			wg.Go(flood)
@@ -111,18 +156,14 @@ func TestFloodKeepsEstablishedReplayed(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	nc.Close()
-	for flows.Load() < 200*maxConns || randoms.Load() < 20000 {
-		time.Sleep(10 * time.Millisecond)
-	}
-	peak := p.metrics().Get(t, "process_resident_memory_bytes")
 	stop()
 	wg.Wait()
-	t.Logf("sent %d flood flows and %d random frames", flows.Load(), randoms.Load())
+	t.Logf("sent %d flood flows and %d random frames during %d requests", flows.Load(), randoms.Load(), requests)
 
 	m := p.waitMetrics(fmt.Sprintf("%d requests replayed", requests), func(m testenv.Metrics) bool {
-		return m.Get(t, "shadowtap_replay_replayed_total") >= requests && settled(t, m)
+		return m.Get(t, "shadowtap_replay_replayed_total") >= float64(requests) && settled(t, m)
 	})
-	if got := m.Get(t, "shadowtap_replay_replayed_total"); got != requests {
+	if got := m.Get(t, "shadowtap_replay_replayed_total"); got != float64(requests) {
 		t.Errorf("replayed %v requests, want the established connection's %d", got, requests)
 	}
 	seen := map[string]int{}
@@ -138,10 +179,15 @@ func TestFloodKeepsEstablishedReplayed(t *testing.T) {
 	if unconf := m.Get(t, "shadowtap_flow_evicted_unconfirmed_total"); evicted == 0 || unconf != evicted {
 		t.Errorf("evicted %v connections, %v of them unconfirmed: want the flood to evict only unconfirmed flows", evicted, unconf)
 	}
-	if rss := max(peak, m.Get(t, "process_resident_memory_bytes")); rss > floodRSSBudget {
-		t.Errorf("resident memory %.0f MiB, budget %d MiB", rss/(1<<20), floodRSSBudget>>20)
+	t.Logf("capture: emit %v, lost_ringbuf %v, drop_not_tcp %v; flow: opened %v, evicted %v (unconfirmed %v), tracked %v (unconfirmed %v)",
+		m.Get(t, "shadowtap_capture_packets_total", "outcome", "emit"), m.Get(t, "shadowtap_capture_packets_total", "outcome", "lost_ringbuf"),
+		m.Get(t, "shadowtap_capture_packets_total", "outcome", "drop_not_tcp"), m.Get(t, "shadowtap_flow_conns_opened_total"),
+		evicted, m.Get(t, "shadowtap_flow_evicted_unconfirmed_total"), m.Get(t, "shadowtap_flow_conns_tracked"),
+		m.Get(t, "shadowtap_flow_conns_unconfirmed_tracked"))
+	if rss := peakRSS(t, p.pid()); rss > floodRSSBudget {
+		t.Errorf("peak resident memory %.0f MiB, budget %d MiB", rss/(1<<20), floodRSSBudget>>20)
 	} else {
-		t.Logf("resident memory %.0f MiB (budget %d MiB)", rss/(1<<20), floodRSSBudget>>20)
+		t.Logf("peak resident memory %.0f MiB (budget %d MiB)", rss/(1<<20), floodRSSBudget>>20)
 	}
 	if strings.Contains(p.out.String(), "panic") {
 		t.Errorf("shadowtap panicked:\n%s", p.out.String())
@@ -243,10 +289,10 @@ func TestHugeResponseHeads(t *testing.T) {
 	if got := m.Get(t, "shadowtap_replay_replayed_total"); got != 0 {
 		t.Errorf("%v answers with a 100 MiB head counted as replayed", got)
 	}
-	if rss := m.Get(t, "process_resident_memory_bytes"); rss > floodRSSBudget {
-		t.Errorf("resident memory %.0f MiB, budget %d MiB", rss/(1<<20), floodRSSBudget>>20)
+	if rss := peakRSS(t, p.pid()); rss > floodRSSBudget {
+		t.Errorf("peak resident memory %.0f MiB, budget %d MiB", rss/(1<<20), floodRSSBudget>>20)
 	} else {
-		t.Logf("resident memory %.0f MiB (budget %d MiB); the shadow wrote %d MiB of heads before shadowtap closed",
+		t.Logf("peak resident memory %.0f MiB (budget %d MiB); the shadow wrote %d MiB of heads before shadowtap closed",
 			rss/(1<<20), floodRSSBudget>>20, sentHead.Load()>>20)
 	}
 }
