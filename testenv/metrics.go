@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -65,10 +66,17 @@ func samples(name string, m *dto.Metric) []Sample {
 	case m.Histogram != nil:
 		h := m.GetHistogram()
 		var out []Sample
+		inf := false
 		for _, b := range h.GetBucket() {
-			out = append(out, Sample{name + "_bucket", labels("le", strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)), float64(b.GetCumulativeCount())})
+			le := strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)
+			if math.IsInf(b.GetUpperBound(), 1) {
+				le, inf = "+Inf", true
+			}
+			out = append(out, Sample{name + "_bucket", labels("le", le), float64(b.GetCumulativeCount())})
 		}
-		out = append(out, Sample{name + "_bucket", labels("le", "+Inf"), float64(h.GetSampleCount())})
+		if !inf {
+			out = append(out, Sample{name + "_bucket", labels("le", "+Inf"), float64(h.GetSampleCount())})
+		}
 		return append(out, Sample{name + "_sum", labels(), h.GetSampleSum()}, Sample{name + "_count", labels(), float64(h.GetSampleCount())})
 	case m.Summary != nil:
 		sm := m.GetSummary()
