@@ -4,15 +4,16 @@ PREFIX  ?= /usr/local
 BIN     := bin/shadowtap
 FUZZTIME ?= 10s
 LAB     ?= shadowtap-lab
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 # sudo's secure_path usually lacks Go's directory.
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build generate check-generated test deps fuzz bench bench-bpf demo install uninstall lab-up lab-down clean
+.PHONY: all build generate check-generated test deps fuzz flood soak bench bench-bpf demo install uninstall lab-up lab-down clean
 
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/shadowtap
+	$(GO) build -trimpath -ldflags "-X github.com/shadowtap/shadowtap/pkg/buildinfo.version=$(VERSION)" -o $(BIN) ./cmd/shadowtap
 
 # Rebuild the BPF objects and their Go bindings from bpf/*.c (needs clang).
 generate:
@@ -40,6 +41,24 @@ fuzz:
 		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+# The flood runs, not in CI (needs root, about a minute): a million spoofed
+# flows and random VXLAN payloads from the allowed source while an
+# established connection is replayed, and a shadow answering with 100 MiB
+# heads; each checks shadowtap's peak RSS against its budget. CI runs the
+# same tests at a small scale.
+flood:
+	SHADOWTAP_FLOOD=full SHADOWTAP_REQUIRE_ROOT=1 $(GO) test -count=1 -v -timeout 10m \
+		-run '^(TestFloodKeepsEstablishedReplayed|TestHugeResponseHeads)$$' ./cmd/shadowtap
+
+# The soak, not in CI (needs root): the lab's mix at half the lossless rate
+# for DURATION, RSS, heap, goroutines and open fds every minute; fails when
+# one trends upward after the 5-minute warm-up (longer than --idle-timeout:
+# until then the flow table only fills).
+DURATION ?= 30m
+SOAK_RATE ?= 150k
+soak:
+	$(GO) run ./scripts/benchlab --modes xdp --soak $(DURATION) --soak-rate $(SOAK_RATE)
 
 bench-bpf:
 	$(GO) test -run '^$$' -bench BenchmarkXDP -benchtime 2s ./pkg/xdp/

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# make demo: the mirror lab with a production app, a shadow app and shadowtap
-# on XDP between them. Needs root. Cleans up on exit and on Ctrl-C.
+# make demo: the mirror lab with a production app, a shadow app that differs
+# on purpose, a baseline, and shadowtap on XDP between them; ends with
+# `shadowtap report`, `shadowtap verdict` (its failing criteria and exit
+# status) and demo-report.html. Needs root. Cleans up on exit and on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then

@@ -9,7 +9,7 @@ import (
 // TestBadCompareFlags: the comparison flags are checked at start like the
 // others: exit status 2 and one line naming the flag or the value.
 func TestBadCompareFlags(t *testing.T) {
-	base := []string{"run", "--iface", "stx-none0", "--ports", "8080", "--metrics-addr", "", "--no-systemd", "--target", "http://shadow"}
+	base := []string{"run", "--iface", "stx-none0", "--ports", "8080", "--vni", "42", "--metrics-addr", "", "--no-systemd", "--target", "http://shadow"}
 	tests := []struct {
 		name string
 		args []string

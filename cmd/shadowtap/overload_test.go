@@ -132,30 +132,30 @@ func TestOverloadShedsSessions(t *testing.T) {
 	if d := w.Dropped(); d != 0 {
 		t.Fatalf("the raw socket refused %d frames", d)
 	}
-	ratio := p.metrics().Get("shadowtap_replay_admitted_ratio")
+	ratio := p.metrics().Get(t, "shadowtap_replay_admitted_ratio")
 	m := waitEnded(p, float64(sent), target)
 
 	// Capture and parsing lost nothing.
-	if got := m.Get("shadowtap_capture_packets_total", "outcome", "emit"); got != float64(frames) {
+	if got := m.Get(t, "shadowtap_capture_packets_total", "outcome", "emit"); got != float64(frames) {
 		t.Errorf("emitted %v of %d frames", got, frames)
 	}
-	if got := m.Get("shadowtap_capture_packets_total", "outcome", "lost_ringbuf"); got != 0 {
+	if got := m.Get(t, "shadowtap_capture_packets_total", "outcome", "lost_ringbuf"); got != 0 {
 		t.Errorf("lost_ringbuf %v", got)
 	}
-	if got := m.Get("shadowtap_flow_queue_full_events_total"); got != 0 {
+	if got := m.Get(t, "shadowtap_flow_queue_full_events_total"); got != 0 {
 		t.Errorf("shard queue full %v times", got)
 	}
-	if got := m.Get("shadowtap_flow_conns_opened_total"); got != float64(opened) {
+	if got := m.Get(t, "shadowtap_flow_conns_opened_total"); got != float64(opened) {
 		t.Errorf("opened %v connections, the mirror carried %d", got, opened)
 	}
 	checkIdentity(t, m, float64(sent), target)
 
 	// Shed before queueing, counted, the queue never full.
-	overload := m.Get("shadowtap_replay_dropped_total", "target", target, "reason", "overload")
+	overload := m.Get(t, "shadowtap_replay_dropped_total", "target", target, "reason", "overload")
 	if overload == 0 {
 		t.Error("nothing shed as overload")
 	}
-	if q := m.Get("shadowtap_replay_dropped_total", "target", target, "reason", "queue"); q != 0 {
+	if q := m.Get(t, "shadowtap_replay_dropped_total", "target", target, "reason", "queue"); q != 0 {
 		t.Errorf("%v dropped at a full queue", q)
 	}
 	if ratio <= 0 || ratio >= 1 {
@@ -183,7 +183,7 @@ func TestOverloadShedsSessions(t *testing.T) {
 		}
 	}
 	t.Logf("sent %d requests, replayed %v, shed %v (overload), admitted ratio %.3f; phase 2: %d users replayed whole, %d shed whole, %d cut",
-		sent, m.Get("shadowtap_replay_replayed_total", "target", target), overload, ratio, whole, shed, cut)
+		sent, m.Get(t, "shadowtap_replay_replayed_total", "target", target), overload, ratio, whole, shed, cut)
 	if whole == 0 || shed == 0 {
 		t.Errorf("phase 2: %d users replayed, %d shed: want both", whole, shed)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -24,6 +23,7 @@ type judgeFlags struct {
 	max         []string
 	routeFilter string
 	color       string
+	slack       time.Duration
 }
 
 func addJudgeFlags(fs *pflag.FlagSet, j *judgeFlags) {
@@ -36,6 +36,7 @@ func addJudgeFlags(fs *pflag.FlagSet, j *judgeFlags) {
 	fs.StringArrayVar(&j.max, "max", nil, "KIND=PCT: fail above this percentage differing by KIND (status, header, cookie, body, shadow_error; repeatable)")
 	fs.Float64Var(&j.crit.MaxLatencyRatio, "max-latency-ratio", 0, "fail when a route's shadow latency quantile exceeds production's times R (0 = latency not judged)")
 	fs.Float64Var(&j.crit.LatencyQuantile, "latency-quantile", j.crit.LatencyQuantile, "the quantile --max-latency-ratio compares")
+	fs.DurationVar(&j.slack, "latency-slack", 0, "with --max-latency-ratio: a route fails only if the shadow is also this much slower (e.g. 20ms)")
 	fs.Uint64Var(&j.crit.MinExchanges, "min-exchanges", j.crit.MinExchanges, "fewer compared exchanges = not enough data (exit 3)")
 	fs.Uint64Var(&j.crit.MinRouteExchanges, "min-route-exchanges", j.crit.MinRouteExchanges, "routes with at least this many exchanges are judged on their own")
 	fs.StringVar(&j.routeFilter, "route-filter", "", `only routes matching this regular expression count, e.g. '^GET /api/'`)
@@ -44,6 +45,7 @@ func addJudgeFlags(fs *pflag.FlagSet, j *judgeFlags) {
 
 // finish checks the flags and fills the criteria.
 func (j *judgeFlags) finish() error {
+	j.crit.LatencySlack = j.slack.Seconds()
 	for _, m := range j.max {
 		k, v, err := gate.ParseMax(m)
 		if err != nil {
@@ -92,46 +94,37 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// cmdVerdict is `shadowtap verdict`. It returns the exit status itself:
+// verdictCmd is `shadowtap verdict`. Its exit status is its answer:
 // 0 pass, 1 fail, 3 not enough data, 2 usage or source error.
-func cmdVerdict(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("verdict", stderr)
+func verdictCmd(fs *pflag.FlagSet, stdout, stderr io.Writer) func(context.Context) error {
 	var j judgeFlags
 	addJudgeFlags(fs, &j)
 	asJSON := fs.Bool("json", false, "print the decision as one JSON document (schema in the README) instead of text")
-	err := parse(fs, args)
-	if err == nil {
-		err = j.finish()
-	}
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "shadowtap verdict: %v (see 'shadowtap verdict --help')\n", err)
-		return 2
-	}
-	doc, err := fleet.Load(ctx, j.src)
-	if err != nil {
-		// Never a pass on a source that cannot be read.
-		fmt.Fprintf(stderr, "shadowtap verdict: %v\n", err)
-		if *asJSON {
-			writeJSON(stdout, gate.ErrorResult(j.crit, err))
+	return func(ctx context.Context) error {
+		if err := j.finish(); err != nil {
+			return err
 		}
-		return 2
-	}
-	res := gate.Judge(doc, j.crit)
-	if *asJSON {
-		if err := writeJSON(stdout, res); err != nil {
+		doc, err := fleet.Load(ctx, j.src)
+		if err != nil {
+			// Never a pass on a source that cannot be read.
 			fmt.Fprintf(stderr, "shadowtap verdict: %v\n", err)
-			return 2
+			if *asJSON {
+				writeJSON(stdout, gate.ErrorResult(j.crit, err))
+			}
+			return exitStatus(2)
 		}
-		return res.ExitStatus
+		res := gate.Judge(doc, j.crit)
+		if *asJSON {
+			err = writeJSON(stdout, res)
+		} else {
+			err = report.WriteVerdict(stdout, res, j.style(stdout))
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "shadowtap verdict: writing: %v\n", err)
+			return exitStatus(2)
+		}
+		return exitStatus(res.ExitStatus)
 	}
-	if err := report.WriteVerdict(stdout, res, j.style(stdout)); err != nil {
-		fmt.Fprintf(stderr, "shadowtap verdict: writing: %v\n", err)
-		return 2
-	}
-	return res.ExitStatus
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -132,6 +132,7 @@ func TestVerdictExitStatus(t *testing.T) {
 			[]string{"FAIL max-latency-ratio: route GET /search: p99 shadow/production 10.00 (497ms / 50ms), threshold 2"}, nil},
 		{"--latency-quantile", []string{"--from", slow, "--max-latency-ratio", "2", "--latency-quantile", "0.5"}, 1,
 			[]string{"p50 shadow/production 10.00 (350ms / 35ms)"}, nil},
+		{"--latency-slack", []string{"--from", slow, "--max-latency-ratio", "2", "--latency-slack", "500ms"}, 0, []string{"verdict: PASS"}, nil},
 		{"latency within the ratio", []string{"--from", slow, "--max-latency-ratio", "20"}, 0, []string{"verdict: PASS"}, nil},
 		{"--route-filter leaves the failing route out", []string{"--from", cookie, "--route-filter", "^GET /products/"}, 0,
 			[]string{"verdict: PASS", `on routes matching "^GET /products/"`}, nil},
@@ -153,6 +154,7 @@ func TestVerdictExitStatus(t *testing.T) {
 		{"bad --max", []string{"--from", healthy, "--max", "cookies=0"}, 2, nil, []string{`unknown kind "cookies"`}},
 		{"bad --route-filter", []string{"--from", healthy, "--route-filter", "("}, 2, nil, []string{"--route-filter"}},
 		{"bad --latency-quantile", []string{"--from", healthy, "--latency-quantile", "99"}, 2, nil, []string{"--latency-quantile"}},
+		{"negative --latency-slack", []string{"--from", healthy, "--latency-slack", "-1s"}, 2, nil, []string{"--latency-slack"}},
 		{"bad --color", []string{"--from", healthy, "--color", "rainbow"}, 2, nil, []string{"rainbow"}},
 	}
 	for _, tc := range tests {

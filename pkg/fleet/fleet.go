@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shadowtap/shadowtap/pkg/verdict"
@@ -90,33 +91,54 @@ func Load(ctx context.Context, s Sources) (*verdict.Document, error) {
 	if s.Prometheus != "" {
 		return FromPrometheus(ctx, s.Client, s.Prometheus, s.Match, time.Now())
 	}
-	docs := make([]*verdict.Document, 0, len(s.From))
-	for _, f := range s.From {
-		var d *verdict.Document
-		var err error
-		switch {
-		case isURL(f):
-			d, err = FromURL(ctx, s.Client, f)
-		case f == "-":
-			in := s.Stdin
-			if in == nil {
-				in = os.Stdin
-			}
-			d, err = Decode(in)
-			if err != nil {
-				err = fmt.Errorf("--from -: reading standard input: %w", err)
-			}
-		default:
-			d, err = FromFile(f)
+	// Receivers are read in parallel (a fleet's worth of timeouts must not
+	// add up), at most fetchers at a time; errors are reported in the order
+	// the sources were given.
+	docs := make([]*verdict.Document, len(s.From))
+	errs := make([]error, len(s.From))
+	sem := make(chan struct{}, fetchers)
+	var wg sync.WaitGroup
+	for i, f := range s.From {
+		if !isURL(f) {
+			docs[i], errs[i] = s.fromLocal(f)
+			continue
 		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			docs[i], errs[i] = FromURL(ctx, s.Client, f)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-		docs = append(docs, d)
 	}
 	d, err := verdict.Merge(docs...)
 	if err != nil {
 		return nil, fmt.Errorf("--from: %w", err)
+	}
+	return d, nil
+}
+
+// fetchers bounds the receivers read at the same time.
+const fetchers = 16
+
+// fromLocal reads a --verdict-out file, or standard input for "-".
+func (s Sources) fromLocal(f string) (*verdict.Document, error) {
+	if f != "-" {
+		return FromFile(f)
+	}
+	in := s.Stdin
+	if in == nil {
+		in = os.Stdin
+	}
+	d, err := Decode(in)
+	if err != nil {
+		return nil, fmt.Errorf("--from -: reading standard input: %w", err)
 	}
 	return d, nil
 }

@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,9 +35,12 @@ func TestLoadMergesEverySource(t *testing.T) {
 	b, _ := json.Marshal(sampleDoc(10, t0))
 	file := filepath.Join(t.TempDir(), "v.json")
 	os.WriteFile(file, b, 0o644)
+	var mu sync.Mutex
 	var paths []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
 		paths = append(paths, r.URL.Path)
+		mu.Unlock()
 		json.NewEncoder(w).Encode(sampleDoc(20, t0.Add(-time.Hour)))
 	}))
 	defer srv.Close()
@@ -51,7 +56,8 @@ func TestLoadMergesEverySource(t *testing.T) {
 	if !d.Started.Equal(t0.Add(-time.Hour)) {
 		t.Errorf("Started %v", d.Started)
 	}
-	if strings.Join(paths, " ") != "/verdict /custom/verdict" {
+	sort.Strings(paths)
+	if strings.Join(paths, " ") != "/custom/verdict /verdict" {
 		t.Errorf("requested paths %q, want /verdict appended to a bare address only", paths)
 	}
 }

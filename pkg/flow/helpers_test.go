@@ -151,6 +151,9 @@ func checkIdentity(t interface {
 	if s.SegmentsIn != s.SegmentsAccounted() {
 		t.Errorf("segment identity: in=%d accounted=%d (%+v)", s.SegmentsIn, s.SegmentsAccounted(), s)
 	}
+	if s.ConnsUnconfirmedTracked < 0 || s.ConnsUnconfirmedTracked > s.ConnsTracked || s.EvictedUnconfirmed > s.ClosedEvicted {
+		t.Errorf("unconfirmed: tracked %d of %d, evicted %d of %d", s.ConnsUnconfirmedTracked, s.ConnsTracked, s.EvictedUnconfirmed, s.ClosedEvicted)
+	}
 	if s.ConnsTracked != int64(s.ConnsOpened)-int64(s.Closed()) {
 		t.Errorf("connection identity: tracked=%d opened=%d closed=%d", s.ConnsTracked, s.ConnsOpened, s.Closed())
 	}

@@ -38,5 +38,9 @@ func (StatsSnapshot) MetricHelp() map[string]string {
 		"ClosedIdle":        "Connections forgotten after --idle-timeout without a segment.",
 		"ClosedEvicted":     "Connections evicted because the shard's table was full (--max-conns, least recently used first).",
 		"ClosedShutdown":    "Connections closed at shutdown.",
+
+		"ConnsUnconfirmedTracked": "Tracked connections not yet confirmed (no payload delivered in both directions): they share a table of --max-conns/8 per shard and are evicted first.",
+		"ConnsConfirmed":          "Connections confirmed by payload delivered in both directions (a request byte and a response byte).",
+		"EvictedUnconfirmed":      "Of the evicted connections, those not yet confirmed (a flood of new flows evicts only these).",
 	}
 }

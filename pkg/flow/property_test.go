@@ -247,7 +247,7 @@ func FuzzReassembly(f *testing.F) {
 			if r.heldTotal > cfg.MaxShardHoldBytes || r.Len() > cfg.MaxConns {
 				t.Fatalf("held %d, conns %d", r.heldTotal, r.Len())
 			}
-			for c := r.lru.next; c != &r.lru; c = c.next {
+			for _, c := range r.conns {
 				for d := range c.half {
 					if hf := &c.half[d]; hf.heldBytes > cfg.MaxHoldBytes || hf.heldSegs > cfg.MaxHoldSegments {
 						t.Fatalf("direction holds %d bytes in %d segments", hf.heldBytes, hf.heldSegs)

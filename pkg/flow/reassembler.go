@@ -10,8 +10,14 @@ import (
 // Config bounds a Reassembler. Zero fields take their defaults.
 type Config struct {
 	// MaxConns caps tracked connections; beyond it the least recently used
-	// connection is evicted (CloseEvicted). Default 65536.
+	// unconfirmed connection is evicted (CloseEvicted), or, when every
+	// connection is confirmed, the least recently used one. Default 65536.
 	MaxConns int
+	// MaxUnconfirmed caps the unconfirmed connections (see Reassembler):
+	// a new connection beyond it evicts the least recently used unconfirmed
+	// one, never a confirmed one. Default MaxConns/8 (at least 1); never
+	// more than MaxConns.
+	MaxUnconfirmed int
 	// MaxHoldBytes caps the out-of-order bytes held per connection direction.
 	// When a segment would exceed it, the reassembler stops waiting for the
 	// missing bytes: it declares a Gap and skips to the held data. Default 256 KiB.
@@ -41,6 +47,10 @@ func (c Config) withDefaults() Config {
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultMaxConns
 	}
+	if c.MaxUnconfirmed <= 0 {
+		c.MaxUnconfirmed = max(c.MaxConns/8, 1)
+	}
+	c.MaxUnconfirmed = min(c.MaxUnconfirmed, c.MaxConns)
 	if c.MaxHoldBytes <= 0 {
 		c.MaxHoldBytes = DefaultMaxHoldBytes
 	}
@@ -66,6 +76,7 @@ type half struct {
 	finSeq    uint32 // sequence number of the FIN (end of data)
 	done      bool   // all bytes up to the FIN delivered
 	lastGap   bool   // the last call to the handler for this direction was Gap
+	data      bool   // payload bytes of this direction were delivered
 	resync    bool   // after damage: accept the next segment ahead as the new start
 	held      *seg   // sorted, non-overlapping, all seq > next
 	heldBytes int
@@ -75,20 +86,36 @@ type half struct {
 type conn struct {
 	key        Key
 	h          Handler
-	prev, next *conn // LRU list; also the free list (next)
+	prev, next *conn // LRU list (confirmed or unconfirmed); also the free list (next)
 	lastTs     uint64
+	confirmed  bool // payload delivered in both directions: in lru, else in ulru
+	closing    bool // in close: held bytes flushed now do not confirm it
 	half       [2]half
 }
 
 // Reassembler tracks connections and reassembles both directions of each. It
 // is owned by one goroutine (a shard) and is not safe for concurrent use;
 // only its Stats may be read concurrently.
+//
+// Connections live in two LRU tables. A connection is unconfirmed from its
+// first segment until payload bytes have been delivered in both directions
+// (a request byte and a response byte reached the Handler in order); then
+// it is confirmed, for the rest of its life. SYNs, SYN-ACKs, bare ACKs,
+// held (out-of-order) bytes and data in one direction only do not confirm
+// it. Unconfirmed connections are at most Config.MaxUnconfirmed and are
+// evicted first, so a flood of new flows (spoofed SYNs, scans, one segment
+// per flow) evicts only other unconfirmed flows: a confirmed connection is
+// evicted only when the whole table holds confirmed connections. A receiver
+// that sees only one direction of its connections never confirms them: they
+// all share the unconfirmed table.
 type Reassembler struct {
 	cfg       Config
 	factory   HandlerFactory
 	stats     Stats
 	conns     map[Key]*conn
-	lru       conn // sentinel: lru.next is the most recently used
+	lru       conn // sentinel of the confirmed: lru.next is the most recently used
+	ulru      conn // sentinel of the unconfirmed, likewise
+	nUnconf   int  // connections in ulru
 	freeConns *conn
 	freeSegs  *seg
 	nFreeSegs int
@@ -116,6 +143,7 @@ func NewReassembler(cfg Config, factory HandlerFactory) *Reassembler {
 	r.sweepEvery = max(r.idleNs/16, 1)
 	r.bufs.maxFree = min(cfg.MaxShardHoldBytes, 4<<20)
 	r.lru.next, r.lru.prev = &r.lru, &r.lru
+	r.ulru.next, r.ulru.prev = &r.ulru, &r.ulru
 	return r
 }
 
@@ -528,9 +556,41 @@ func (r *Reassembler) data(c *conn, dir event.Direction, b []byte, ts uint64) {
 	if len(b) == 0 {
 		return
 	}
-	c.half[dir].lastGap = false
+	hf := &c.half[dir]
+	hf.lastGap = false
+	if !hf.data {
+		hf.data = true
+		if !c.confirmed && !c.closing && c.half[1-dir].data {
+			r.confirm(c)
+		}
+	}
 	r.stats.BytesDelivered.Add(uint64(len(b)))
 	c.h.Data(dir, b, ts)
+}
+
+// confirm moves c from the unconfirmed table to the confirmed one.
+func (r *Reassembler) confirm(c *conn) {
+	c.prev.next, c.next.prev = c.next, c.prev
+	c.confirmed = true
+	r.nUnconf--
+	r.link2(&r.lru, c)
+	r.stats.ConnsConfirmed.Add(1)
+	r.stats.ConnsUnconfirmedTracked.Add(-1)
+}
+
+// link2 puts c at the front (most recently used) of the list of sentinel l.
+func (r *Reassembler) link2(l, c *conn) {
+	c.prev, c.next = l, l.next
+	l.next.prev = c
+	l.next = c
+}
+
+// list returns the sentinel of c's table.
+func (r *Reassembler) list(c *conn) *conn {
+	if c.confirmed {
+		return &r.lru
+	}
+	return &r.ulru
 }
 
 // gap calls Handler.Gap unless the last call for dir already was a Gap.
@@ -578,7 +638,14 @@ func (r *Reassembler) damage(c *conn, ts uint64) {
 
 // DamageAll marks every tracked connection damaged.
 func (r *Reassembler) DamageAll(tsNs uint64) {
+	// The confirmed first: damaging an unconfirmed connection may deliver
+	// held bytes that confirm it, moving it to the front of lru.
 	for c := r.lru.next; c != &r.lru; c = c.next {
+		r.damage(c, tsNs)
+	}
+	var next *conn
+	for c := r.ulru.next; c != &r.ulru; c = next {
+		next = c.next
 		r.damage(c, tsNs)
 	}
 }
@@ -586,15 +653,17 @@ func (r *Reassembler) DamageAll(tsNs uint64) {
 // Expire closes connections idle since before nowNs-IdleTimeout (capture
 // clock), with CloseIdle, or CloseFIN when a FIN was seen.
 func (r *Reassembler) Expire(nowNs uint64) {
-	for c := r.lru.prev; c != &r.lru; c = r.lru.prev {
-		if c.lastTs > nowNs || nowNs-c.lastTs < r.idleNs {
-			break
+	for _, l := range [...]*conn{&r.ulru, &r.lru} {
+		for c := l.prev; c != l; c = l.prev {
+			if c.lastTs > nowNs || nowNs-c.lastTs < r.idleNs {
+				break
+			}
+			reason := CloseIdle
+			if c.half[0].fin || c.half[1].fin {
+				reason = CloseFIN
+			}
+			r.close(c, reason, nowNs)
 		}
-		reason := CloseIdle
-		if c.half[0].fin || c.half[1].fin {
-			reason = CloseFIN
-		}
-		r.close(c, reason, nowNs)
 	}
 }
 
@@ -614,13 +683,19 @@ func (r *Reassembler) Tick(now time.Time) {
 // CloseAll closes every tracked connection with reason (held data is
 // flushed after a Gap first).
 func (r *Reassembler) CloseAll(reason CloseReason, tsNs uint64) {
-	for c := r.lru.next; c != &r.lru; c = r.lru.next {
-		r.close(c, reason, tsNs)
+	for _, l := range [...]*conn{&r.ulru, &r.lru} {
+		for c := l.next; c != l; c = l.next {
+			r.close(c, reason, tsNs)
+		}
 	}
 }
 
 func (r *Reassembler) open(key Key, ts uint64, midStream bool) *conn {
-	if len(r.conns) >= r.cfg.MaxConns {
+	switch {
+	case r.nUnconf > 0 && (r.nUnconf >= r.cfg.MaxUnconfirmed || len(r.conns) >= r.cfg.MaxConns):
+		r.stats.EvictedUnconfirmed.Add(1)
+		r.close(r.ulru.prev, CloseEvicted, ts)
+	case len(r.conns) >= r.cfg.MaxConns:
 		r.close(r.lru.prev, CloseEvicted, ts)
 	}
 	c := r.freeConns
@@ -637,11 +712,11 @@ func (r *Reassembler) open(key Key, ts uint64, midStream bool) *conn {
 		c.h = nopHandler{}
 	}
 	r.conns[key] = c
-	c.prev, c.next = &r.lru, r.lru.next
-	r.lru.next.prev = c
-	r.lru.next = c
+	r.link2(&r.ulru, c)
+	r.nUnconf++
 	r.stats.ConnsOpened.Add(1)
 	r.stats.ConnsTracked.Add(1)
+	r.stats.ConnsUnconfirmedTracked.Add(1)
 	if midStream {
 		r.stats.ConnsMidStream.Add(1)
 	}
@@ -649,16 +724,16 @@ func (r *Reassembler) open(key Key, ts uint64, midStream bool) *conn {
 }
 
 func (r *Reassembler) touch(c *conn) {
-	if r.lru.next == c {
+	l := r.list(c)
+	if l.next == c {
 		return
 	}
 	c.prev.next, c.next.prev = c.next, c.prev
-	c.prev, c.next = &r.lru, r.lru.next
-	r.lru.next.prev = c
-	r.lru.next = c
+	r.link2(l, c)
 }
 
 func (r *Reassembler) close(c *conn, reason CloseReason, ts uint64) {
+	c.closing = true
 	r.flushHeld(c, event.Request, ts)
 	r.flushHeld(c, event.Response, ts)
 	c.h.Close(reason, ts)
@@ -676,6 +751,10 @@ func (r *Reassembler) close(c *conn, reason CloseReason, ts uint64) {
 		st.ClosedShutdown.Add(1)
 	}
 	st.ConnsTracked.Add(-1)
+	if !c.confirmed {
+		r.nUnconf--
+		st.ConnsUnconfirmedTracked.Add(-1)
+	}
 	delete(r.conns, c.key)
 	c.prev.next, c.next.prev = c.next, c.prev
 	*c = conn{next: r.freeConns}

@@ -1,7 +1,9 @@
 package flow
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -349,7 +351,8 @@ func TestIdleTimeout(t *testing.T) {
 
 func TestLRUEviction(t *testing.T) {
 	var rec recorder
-	r := NewReassembler(Config{MaxConns: 2}, rec.factory)
+	// Unconfirmed connections only (requests, no response): LRU among them.
+	r := NewReassembler(Config{MaxConns: 2, MaxUnconfirmed: 2}, rec.factory)
 	feed(r, sg{seq: 1, data: "a", port: 1}, sg{seq: 1, data: "b", port: 2},
 		sg{seq: 2, data: "a", port: 1}, // port 1 is now the most recent
 		sg{seq: 1, data: "c", port: 3}) // evicts port 2
@@ -381,7 +384,7 @@ func TestMemoryBounded(t *testing.T) {
 			if r.heldTotal > cfg.MaxShardHoldBytes || r.Len() > cfg.MaxConns {
 				t.Fatalf("held %d conns %d", r.heldTotal, r.Len())
 			}
-			for c := r.lru.next; c != &r.lru; c = c.next {
+			for _, c := range r.conns {
 				for d := range c.half {
 					if c.half[d].heldBytes > cfg.MaxHoldBytes {
 						t.Fatalf("direction holds %d", c.half[d].heldBytes)
@@ -399,7 +402,7 @@ func TestMemoryBounded(t *testing.T) {
 
 func segOverheadCount(r *Reassembler) int {
 	n := 0
-	for c := r.lru.next; c != &r.lru; c = c.next {
+	for _, c := range r.conns {
 		n += (c.half[0].heldSegs + c.half[1].heldSegs) * segOverhead
 	}
 	return n
@@ -426,3 +429,159 @@ func TestDamage(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestFloodCannotEvictEstablished: a flood of new flows (SYN and one
+// segment each, many times MaxConns) between the exchanges of an
+// established connection does not evict it: its requests keep reaching the
+// handler, and the flood's flows evict one another.
+func TestFloodCannotEvictEstablished(t *testing.T) {
+	const maxConns = 64
+	var rec recorder
+	r := NewReassembler(Config{MaxConns: maxConns}, rec.factory)
+	const est = 1 // the established connection's client port
+	feed(r, sg{dir: event.Request, seq: 99, flags: SYN, port: est},
+		sg{dir: event.Response, seq: 499, ack: 100, flags: SYN | ACK, port: est})
+	reqSeq, respSeq := uint32(100), uint32(500)
+	var wantReq strings.Builder
+	exchange := func(i int) {
+		q := fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: h\r\n\r\n", i)
+		a := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n%d", i%10)
+		feed(r, sg{dir: event.Request, seq: reqSeq, data: q, port: est},
+			sg{dir: event.Response, seq: respSeq, data: a, port: est})
+		reqSeq += uint32(len(q))
+		respSeq += uint32(len(a))
+		wantReq.WriteString(q)
+	}
+	exchange(0)
+	port := uint16(1000)
+	for i := 1; i <= 10; i++ {
+		// 2×MaxConns new flows between two exchanges: 20×MaxConns in all.
+		for range 2 * maxConns {
+			feed(r, sg{dir: event.Request, seq: 9, flags: SYN, port: port},
+				sg{dir: event.Request, seq: 10, data: "GET / HTTP/1.1\r\n", port: port})
+			port++
+		}
+		exchange(i)
+	}
+	c := rec.all()[0]
+	if c.key.Client.Port() != est {
+		t.Fatalf("first connection is %+v, want the established one", c.key)
+	}
+	if got := c.reasons(); len(got) != 0 {
+		t.Errorf("established connection closed: %v", got)
+	}
+	if got := c.get(event.Request); got != wantReq.String() {
+		t.Errorf("established connection's requests:\n%q\nwant\n%q", got, wantReq.String())
+	}
+	if n := len(rec.all()); n != 1+20*maxConns {
+		t.Errorf("%d connections opened, want %d (the established one reopened?)", n, 1+20*maxConns)
+	}
+	s := r.Stats().Snapshot()
+	if r.Len() > maxConns {
+		t.Errorf("%d connections tracked, cap %d", r.Len(), maxConns)
+	}
+	// Every flood flow but the last MaxUnconfirmed (64/8) was evicted, all
+	// of them unconfirmed; the established connection was confirmed.
+	const flood, unconf = 20 * maxConns, maxConns / 8
+	if s.ClosedEvicted != flood-unconf || s.EvictedUnconfirmed != s.ClosedEvicted ||
+		s.ConnsConfirmed != 1 || s.ConnsUnconfirmedTracked != unconf || s.ConnsTracked != unconf+1 {
+		t.Errorf("evicted %d (unconfirmed %d), confirmed %d, tracked %d (unconfirmed %d); want %d (%d), 1, %d (%d)",
+			s.ClosedEvicted, s.EvictedUnconfirmed, s.ConnsConfirmed, s.ConnsTracked, s.ConnsUnconfirmedTracked,
+			flood-unconf, flood-unconf, unconf+1, unconf)
+	}
+	checkIdentity(t, s)
+}
+
+// TestUnconfirmedTable: which connections are confirmed, and which one a
+// new connection evicts.
+func TestUnconfirmedTable(t *testing.T) {
+	a, b, c := uint16(1), uint16(2), uint16(3)
+	tests := []struct {
+		name        string
+		maxConns    int
+		segs        []sg
+		wantEvicted []uint16 // client ports evicted, in order
+		wantConf    uint64
+	}{
+		{
+			name:     "SYN and SYN-ACK only: unconfirmed, evicted first",
+			maxConns: 2,
+			segs: []sg{
+				{dir: event.Request, seq: 1, data: "q", port: a}, {dir: event.Response, seq: 1, data: "r", port: a},
+				{dir: event.Request, seq: 9, flags: SYN, port: b},
+				{dir: event.Response, seq: 9, ack: 10, flags: SYN | ACK, port: b},
+				{dir: event.Request, seq: 9, flags: SYN, port: c},
+			},
+			wantEvicted: []uint16{b}, wantConf: 1,
+		},
+		{
+			name:     "data one way only: unconfirmed",
+			maxConns: 2,
+			segs: []sg{
+				{dir: event.Request, seq: 1, data: "q", port: a}, {dir: event.Response, seq: 1, data: "r", port: a},
+				{dir: event.Request, seq: 1, data: "q1", port: b}, {dir: event.Request, seq: 3, data: "q2", port: b},
+				{dir: event.Request, seq: 9, flags: SYN, port: c},
+			},
+			wantEvicted: []uint16{b}, wantConf: 1,
+		},
+		{
+			name:     "held response bytes do not confirm",
+			maxConns: 2,
+			segs: []sg{
+				{dir: event.Request, seq: 1, data: "q", port: a}, {dir: event.Response, seq: 1, data: "r", port: a},
+				{dir: event.Request, seq: 1, data: "q", port: b},
+				{dir: event.Response, seq: 0, ack: 2, flags: SYN | ACK, port: b},
+				{dir: event.Response, seq: 50, data: "held", port: b},
+				{dir: event.Request, seq: 9, flags: SYN, port: c},
+			},
+			wantEvicted: []uint16{b}, wantConf: 1,
+		},
+		{
+			name:     "all confirmed: the least recently used confirmed one",
+			maxConns: 2,
+			segs: []sg{
+				{dir: event.Request, seq: 1, data: "q", port: a}, {dir: event.Response, seq: 1, data: "r", port: a},
+				{dir: event.Request, seq: 1, data: "q", port: b}, {dir: event.Response, seq: 1, data: "r", port: b},
+				{dir: event.Request, seq: 2, data: "q", port: a},
+				{dir: event.Request, seq: 9, flags: SYN, port: c},
+			},
+			wantEvicted: []uint16{b}, wantConf: 2,
+		},
+		{
+			name:     "unconfirmed table full, whole table not: the oldest unconfirmed",
+			maxConns: 16, // 2 unconfirmed
+			segs: []sg{
+				{dir: event.Request, seq: 9, flags: SYN, port: a},
+				{dir: event.Request, seq: 9, flags: SYN, port: b},
+				{dir: event.Request, seq: 10, data: "q", port: a},
+				{dir: event.Request, seq: 9, flags: SYN, port: c},
+			},
+			wantEvicted: []uint16{b},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var rec recorder
+			r := NewReassembler(Config{MaxConns: tc.maxConns}, rec.factory)
+			feed(r, tc.segs...)
+			var evicted []uint16
+			for _, cn := range rec.all() {
+				if slices.Contains(cn.reasons(), CloseEvicted) {
+					evicted = append(evicted, cn.key.Client.Port())
+				}
+			}
+			if !slices.Equal(evicted, tc.wantEvicted) {
+				t.Errorf("evicted %v, want %v", evicted, tc.wantEvicted)
+			}
+			s := r.Stats().Snapshot()
+			if s.ConnsConfirmed != tc.wantConf {
+				t.Errorf("confirmed %d, want %d", s.ConnsConfirmed, tc.wantConf)
+			}
+			checkIdentity(t, s)
+			r.CloseAll(CloseShutdown, 0)
+			if s := r.Stats().Snapshot(); s.ConnsUnconfirmedTracked != 0 || s.ConnsTracked != 0 {
+				t.Errorf("after CloseAll: tracked %d, unconfirmed %d", s.ConnsTracked, s.ConnsUnconfirmedTracked)
+			}
+		})
+	}
+}

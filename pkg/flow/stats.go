@@ -62,8 +62,14 @@ type Stats struct {
 	ClosedFIN      atomic.Uint64
 	ClosedRST      atomic.Uint64
 	ClosedIdle     atomic.Uint64
-	ClosedEvicted  atomic.Uint64 // evicted by the MaxConns cap (LRU)
+	ClosedEvicted  atomic.Uint64 // evicted by the MaxConns or MaxUnconfirmed cap (LRU)
 	ClosedShutdown atomic.Uint64
+
+	// Unconfirmed connections (see Reassembler): ConnsOpened counts them
+	// all as they open unconfirmed.
+	ConnsUnconfirmedTracked atomic.Int64  // gauge: tracked connections not yet confirmed
+	ConnsConfirmed          atomic.Uint64 // connections confirmed: payload delivered both ways
+	EvictedUnconfirmed      atomic.Uint64 // of ClosedEvicted, unconfirmed connections (the rest were confirmed)
 }
 
 // StatsSnapshot is a plain copy of Stats.
@@ -81,6 +87,9 @@ type StatsSnapshot struct {
 	ConnsTracked                                                    int64
 	ConnsOpened, ConnsMidStream                                     uint64
 	ClosedFIN, ClosedRST, ClosedIdle, ClosedEvicted, ClosedShutdown uint64
+
+	ConnsUnconfirmedTracked            int64
+	ConnsConfirmed, EvictedUnconfirmed uint64
 }
 
 // Snapshot returns the current values.
@@ -106,6 +115,9 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		ConnsMidStream: s.ConnsMidStream.Load(),
 		ClosedFIN:      s.ClosedFIN.Load(), ClosedRST: s.ClosedRST.Load(), ClosedIdle: s.ClosedIdle.Load(),
 		ClosedEvicted: s.ClosedEvicted.Load(), ClosedShutdown: s.ClosedShutdown.Load(),
+
+		ConnsUnconfirmedTracked: s.ConnsUnconfirmedTracked.Load(), ConnsConfirmed: s.ConnsConfirmed.Load(),
+		EvictedUnconfirmed: s.EvictedUnconfirmed.Load(),
 	}
 }
 
@@ -145,6 +157,9 @@ func (s *StatsSnapshot) Add(o StatsSnapshot) {
 	s.ClosedIdle += o.ClosedIdle
 	s.ClosedEvicted += o.ClosedEvicted
 	s.ClosedShutdown += o.ClosedShutdown
+	s.ConnsUnconfirmedTracked += o.ConnsUnconfirmedTracked
+	s.ConnsConfirmed += o.ConnsConfirmed
+	s.EvictedUnconfirmed += o.EvictedUnconfirmed
 }
 
 // SegmentsAccounted is the sum of the exclusive segment outcomes; it equals

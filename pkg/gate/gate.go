@@ -58,13 +58,17 @@ const (
 // Criteria are the thresholds of a gate. Rates are percentages of compared
 // exchanges; a rate equal to its threshold passes.
 type Criteria struct {
-	MaxDiffRate       float64                  // --max-diff-rate: differing / compared, percent
-	MaxKind           map[verdict.Kind]float64 // --max KIND=PCT: differing by that kind / compared, percent
-	MaxLatencyRatio   float64                  // --max-latency-ratio: shadow / production quantile per route; 0 = not judged
-	LatencyQuantile   float64                  // --latency-quantile, 0 < Q < 1
-	MinExchanges      uint64                   // --min-exchanges: fewer compared (after the route filter) = not enough data
-	MinRouteExchanges uint64                   // --min-route-exchanges: routes judged on their own from this many
-	RouteFilter       *regexp.Regexp           // --route-filter: only matching routes count; nil = all
+	MaxDiffRate     float64                  // --max-diff-rate: differing / compared, percent
+	MaxKind         map[verdict.Kind]float64 // --max KIND=PCT: differing by that kind / compared, percent
+	MaxLatencyRatio float64                  // --max-latency-ratio: shadow / production quantile per route; 0 = not judged
+	LatencyQuantile float64                  // --latency-quantile, 0 < Q < 1
+	// LatencySlack (--latency-slack, seconds): a route's latency fails only
+	// when the shadow is also this much slower than production, so that
+	// ratios of sub-millisecond latencies do not fail a gate.
+	LatencySlack      float64
+	MinExchanges      uint64         // --min-exchanges: fewer compared (after the route filter) = not enough data
+	MinRouteExchanges uint64         // --min-route-exchanges: routes judged on their own from this many
+	RouteFilter       *regexp.Regexp // --route-filter: only matching routes count; nil = all
 }
 
 // DefaultCriteria returns the defaults of `shadowtap verdict`.
@@ -108,6 +112,8 @@ func (c Criteria) Validate() error {
 		return fmt.Errorf("--max-latency-ratio %g: want a ratio above 0 (or 0 to not judge latency)", c.MaxLatencyRatio)
 	case !(c.LatencyQuantile > 0 && c.LatencyQuantile < 1):
 		return fmt.Errorf("--latency-quantile %g: want a quantile between 0 and 1, e.g. 0.99", c.LatencyQuantile)
+	case c.LatencySlack < 0 || math.IsNaN(c.LatencySlack):
+		return fmt.Errorf("--latency-slack %gs: cannot be negative", c.LatencySlack)
 	}
 	for k, v := range c.MaxKind {
 		if v < 0 || v > 100 || math.IsNaN(v) {
@@ -193,6 +199,7 @@ type CriteriaJSON struct {
 	Max               map[string]float64 `json:"max"`
 	MaxLatencyRatio   float64            `json:"max_latency_ratio"`
 	LatencyQuantile   float64            `json:"latency_quantile"`
+	LatencySlack      float64            `json:"latency_slack_seconds"`
 	MinExchanges      uint64             `json:"min_exchanges"`
 	MinRouteExchanges uint64             `json:"min_route_exchanges"`
 	RouteFilter       string             `json:"route_filter"`
@@ -201,7 +208,7 @@ type CriteriaJSON struct {
 // JSON returns the criteria as written in a Result.
 func (c Criteria) JSON() CriteriaJSON {
 	j := CriteriaJSON{MaxDiffRate: c.MaxDiffRate, Max: map[string]float64{}, MaxLatencyRatio: c.MaxLatencyRatio,
-		LatencyQuantile: c.LatencyQuantile, MinExchanges: c.MinExchanges, MinRouteExchanges: c.MinRouteExchanges}
+		LatencyQuantile: c.LatencyQuantile, LatencySlack: c.LatencySlack, MinExchanges: c.MinExchanges, MinRouteExchanges: c.MinRouteExchanges}
 	for k, v := range c.MaxKind {
 		j.Max[string(k)] = v
 	}
@@ -265,6 +272,9 @@ func Judge(doc *verdict.Document, c Criteria) *Result {
 		res.ExitStatus = NotEnoughData.ExitStatus()
 		res.Reason = fmt.Sprintf("not enough data: %d exchanges compared%s, --min-exchanges is %d",
 			res.Exchanges, filterNote(c), c.MinExchanges)
+		if n, why := uncompared(doc.Totals.Uncompared); n > 0 {
+			res.Reason += fmt.Sprintf("; %d could not be compared (%s)", n, why)
+		}
 		return res
 	}
 
@@ -346,7 +356,7 @@ func Judge(doc *verdict.Document, c Criteria) *Result {
 		for i := range res.Routes {
 			r := &res.Routes[i]
 			n := min(r.route.Latency.Production.Count, r.route.Latency.Shadow.Count)
-			if n < c.MinRouteExchanges || n == 0 || r.Ratio <= c.MaxLatencyRatio {
+			if n < c.MinRouteExchanges || n == 0 || r.Ratio <= c.MaxLatencyRatio || r.Shadow-r.Production <= c.LatencySlack {
 				continue
 			}
 			q := "p" + strconv.FormatFloat(c.LatencyQuantile*100, 'f', -1, 64)
@@ -355,6 +365,9 @@ func Judge(doc *verdict.Document, c Criteria) *Result {
 			f.Message = fmt.Sprintf("%s: %s: %s shadow/production %.2f (%s / %s), threshold %s", CritLatencyRatio,
 				where(r.Target, r.Route), q, r.Ratio, FormatSeconds(r.Shadow), FormatSeconds(r.Production),
 				strconv.FormatFloat(c.MaxLatencyRatio, 'f', -1, 64))
+			if c.LatencySlack > 0 {
+				f.Message += " and slack " + FormatSeconds(c.LatencySlack)
+			}
 			res.Failures = append(res.Failures, f)
 			r.Failed = true
 		}
@@ -373,6 +386,30 @@ func Judge(doc *verdict.Document, c Criteria) *Result {
 	}
 	res.ExitStatus = res.Verdict.ExitStatus()
 	return res
+}
+
+// uncompared sums the exchanges that could not be compared and names the
+// reasons, most frequent first.
+func uncompared(m map[string]uint64) (uint64, string) {
+	var n uint64
+	var reasons []string
+	for r, c := range m {
+		if c > 0 {
+			n += c
+			reasons = append(reasons, r)
+		}
+	}
+	sort.Slice(reasons, func(i, j int) bool {
+		if m[reasons[i]] != m[reasons[j]] {
+			return m[reasons[i]] > m[reasons[j]]
+		}
+		return reasons[i] < reasons[j]
+	})
+	var parts []string
+	for _, r := range reasons {
+		parts = append(parts, fmt.Sprintf("%s %d", r, m[r]))
+	}
+	return n, strings.Join(parts, ", ")
 }
 
 func filterNote(c Criteria) string {

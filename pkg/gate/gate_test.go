@@ -101,6 +101,17 @@ func TestJudge(t *testing.T) {
 			want:     Fail,
 			failures: []string{"max-latency-ratio latency GET /slow"},
 			inMsg:    []string{"route GET /slow: p99 shadow/production 2.00 (100ms / 50ms), threshold 1.5"}},
+		{name: "--latency-slack: slower by a ratio but by less than the slack",
+			doc:      doc(rt("GET /a", 1000, 0, nil, 200*time.Microsecond, 2*ms), rt("GET /slow", 500, 0, nil, 30*ms, 90*ms)),
+			criteria: []crit{func(c *Criteria) { c.MaxLatencyRatio = 1.5; c.LatencySlack = 0.02 }},
+			want:     Fail,
+			failures: []string{"max-latency-ratio latency GET /slow"},
+			inMsg:    []string{"threshold 1.5 and slack 20ms"}},
+		{name: "without --latency-slack a sub-millisecond route fails on its ratio",
+			doc:      doc(rt("GET /a", 1000, 0, nil, 200*time.Microsecond, 2*ms)),
+			criteria: []crit{func(c *Criteria) { c.MaxLatencyRatio = 1.5 }},
+			want:     Fail,
+			failures: []string{"max-latency-ratio latency GET /a"}},
 		{name: "latency is not judged without --max-latency-ratio",
 			doc:  doc(rt("GET /a", 1000, 0, nil, 2*ms, 2*ms), rt("GET /slow", 500, 0, nil, 30*ms, 90*ms)),
 			want: Pass},
@@ -163,6 +174,17 @@ func TestJudge(t *testing.T) {
 				t.Errorf("result does not marshal: %v", err)
 			}
 		})
+	}
+}
+
+// TestNotEnoughDataSaysWhy: a receiver that sees only one direction of
+// the traffic compares nothing; the reason must say so, not just "0".
+func TestNotEnoughDataSaysWhy(t *testing.T) {
+	d := doc(rt("GET /a", 10, 0, nil, ms, ms))
+	d.Totals.Uncompared = map[string]uint64{"untracked": 5000, "busy": 3, "gap": 0}
+	res := Judge(d, DefaultCriteria())
+	if want := "; 5003 could not be compared (untracked 5000, busy 3)"; res.Verdict != NotEnoughData || !strings.HasSuffix(res.Reason, want) {
+		t.Errorf("%s: %q, want not enough data ending %q", res.Verdict, res.Reason, want)
 	}
 }
 
@@ -235,6 +257,7 @@ func TestValidate(t *testing.T) {
 		{"negative ratio", func(c *Criteria) { c.MaxLatencyRatio = -1 }, "--max-latency-ratio"},
 		{"quantile 1", func(c *Criteria) { c.LatencyQuantile = 1 }, "--latency-quantile"},
 		{"quantile 99", func(c *Criteria) { c.LatencyQuantile = 99 }, "--latency-quantile"},
+		{"negative slack", func(c *Criteria) { c.LatencySlack = -1 }, "--latency-slack"},
 	}
 	for _, tc := range tests {
 		c := DefaultCriteria()

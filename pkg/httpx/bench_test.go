@@ -54,15 +54,21 @@ func keepAliveSegments(nseg int) (segs, resps [][]byte) {
 // connection's handler. One op is one request segment.
 func BenchmarkParseKeepAliveGETs(b *testing.B) {
 	segs, resps := keepAliveSegments(64)
-	for _, withResp := range []bool{false, true} {
-		name := "requests-only"
-		if withResp {
-			name = "with-responses"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, bc := range []struct {
+		name     string
+		withResp bool
+		keep     int64
+	}{
+		{"requests-only", false, 0},
+		{"with-responses", true, 0},
+		// As with a comparison stage: bodies kept up to 1 MiB and hashed.
+		{"with-responses-kept", true, 1 << 20},
+	} {
+		withResp := bc.withResp
+		b.Run(bc.name, func(b *testing.B) {
 			sink := &releaseSink{}
 			var st Stats
-			h := NewFactory(Config{}, sink, &st, nil)(flow.Key{}, 0, false)
+			h := NewFactory(Config{ResponseBodyKeep: bc.keep}, sink, &st, nil)(flow.Key{}, 0, false)
 			b.SetBytes(1448)
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -32,7 +32,10 @@ type Response struct {
 	BodyLen       int64  // body bytes (de-chunked)
 	Body          []byte // the first Config.ResponseBodyKeep body bytes (de-chunked); nil when not kept or TooLarge
 	// BodyComplete says Body holds the whole body (a response without a
-	// body is complete); BodyHash is FNV-1a 64 of the whole de-chunked body.
+	// body is complete). When it does not, BodyHash is FNV-1a 64 of the
+	// whole de-chunked body (hashed as it streams by, from the first byte
+	// once the body goes beyond Config.ResponseBodyKeep: a body that fits
+	// is not hashed, the comparison hashes Body itself if it needs to).
 	// Both only when Config.ResponseBodyKeep > 0 and the response is not
 	// TooLarge: otherwise false and 0.
 	BodyComplete bool

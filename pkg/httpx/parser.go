@@ -44,7 +44,8 @@ type half struct {
 	early    int     // first-line check: method bytes (request) or "HTTP/1." bytes matched (response); -1 done
 	remain   int64   // body or chunk bytes still to come
 	bodyLen  int64
-	bodyHash uint64 // FNV-1a 64 of the response body so far, when keeping
+	bodyHash uint64 // FNV-1a 64 of the response body so far, once it is longer than ResponseBodyKeep
+	hashing  bool   // the body went beyond ResponseBodyKeep: bodyHash is running
 	tooLarge bool
 	chunked  bool
 	cr       bool   // CR seen (chunk end, chunk-size line)
@@ -136,7 +137,7 @@ func (p *half) begin(ts uint64) {
 	}
 	p.st, p.head, p.nl, p.early, p.resume = stHead, false, 0, 0, 0
 	p.remain, p.bodyLen, p.tooLarge, p.chunked, p.cr = 0, 0, false, false, false
-	p.bodyHash = HashInit
+	p.bodyHash, p.hashing = 0, false
 	p.last = ts
 }
 
@@ -513,8 +514,14 @@ func (p *half) appendBody(b []byte) {
 		if keep == 0 {
 			return // measured, not kept
 		}
-		p.bodyHash = HashAdd(p.bodyHash, b)
-		if room := keep - int64(len(p.b.body)); room < int64(len(b)) {
+		room := keep - int64(len(p.b.body))
+		if int64(len(b)) > room {
+			// Beyond what is kept: only the hash of the whole body can
+			// be compared. Body holds every byte so far until now.
+			if !p.hashing {
+				p.bodyHash, p.hashing = HashAdd(HashInit, p.b.body), true
+			}
+			p.bodyHash = HashAdd(p.bodyHash, b)
 			b = b[:max(room, 0)]
 		}
 	}
@@ -628,7 +635,10 @@ func (p *half) complete(ts uint64) {
 		r.End, r.Body, r.BodyLen, r.TooLarge = ts, body, p.bodyLen, p.tooLarge
 		r.BodyComplete, r.BodyHash = false, 0
 		if keep := p.c.f.cfg.ResponseBodyKeep; keep > 0 && !p.tooLarge {
-			r.BodyComplete, r.BodyHash = p.bodyLen <= keep, p.bodyHash
+			r.BodyComplete = !p.hashing
+			if p.hashing {
+				r.BodyHash = p.bodyHash
+			}
 		}
 		if p.tooLarge {
 			p.c.f.stats.respTooLarge.Add(1)

@@ -255,9 +255,9 @@ func TestPlainRun(t *testing.T) {
 
 // By default production's response bodies are measured, not kept: copying
 // every response byte is most of the parser's work. With ResponseBodyKeep
-// the first bytes are kept for the comparison stage and the whole body is
-// hashed (FNV-1a 64, as HashAdd), whatever its framing. Request bodies are
-// always kept (they are replayed).
+// the first bytes are kept for the comparison stage and a longer body is
+// hashed whole (FNV-1a 64, as HashAdd), whatever its framing. Request
+// bodies are always kept (they are replayed).
 func TestResponseBodyKeep(t *testing.T) {
 	fnv := func(s string) uint64 { return HashAdd(HashInit, []byte(s)) }
 	type want struct {
@@ -272,8 +272,11 @@ func TestResponseBodyKeep(t *testing.T) {
 		want []want
 	}{
 		{"off", 0, []want{{}, {}, {}, {}}},
-		{"whole", KeepWholeBody, []want{{"body", true, fnv("body")}, {"abc", true, fnv("abc")}, {"", true, HashInit}, {"until close", true, fnv("until close")}}},
-		{"first 3 bytes", 3, []want{{"bod", false, fnv("body")}, {"abc", true, fnv("abc")}, {"", true, HashInit}, {"unt", false, fnv("until close")}}},
+		// A body that fits is kept whole and not hashed; a longer one is
+		// hashed whole, whatever its framing and segmentation.
+		{"whole", KeepWholeBody, []want{{"body", true, 0}, {"abc", true, 0}, {"", true, 0}, {"until close", true, 0}}},
+		{"first 3 bytes", 3, []want{{"bod", false, fnv("body")}, {"abc", true, 0}, {"", true, 0}, {"unt", false, fnv("until close")}}},
+		{"first 2 bytes", 2, []want{{"bo", false, fnv("body")}, {"ab", false, fnv("abc")}, {"", true, 0}, {"un", false, fnv("until close")}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,8 +20,8 @@ type Config struct {
 	MaxResyncBytes int64
 	// ResponseBodyKeep keeps at most this many bytes of each production
 	// response body in Response.Body (de-chunked, content coding still
-	// applied) and hashes the whole body (Response.BodyHash, FNV-1a 64), for
-	// the comparison stage. 0, the default, keeps nothing and hashes nothing:
+	// applied) and, for a longer body, hashes the whole of it
+	// (Response.BodyHash, FNV-1a 64), for the comparison stage. 0, the default, keeps nothing and hashes nothing:
 	// the body is only measured (Response.BodyLen is always counted), which
 	// saves most of the parser's copying and memory. KeepWholeBody keeps
 	// every body up to MaxBodyBytes.

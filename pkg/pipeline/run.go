@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/shadowtap/shadowtap/pkg/buildinfo"
 	"github.com/shadowtap/shadowtap/pkg/capture"
 	"github.com/shadowtap/shadowtap/pkg/decap"
 	"github.com/shadowtap/shadowtap/pkg/event"
@@ -64,6 +65,7 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 	// go_goroutines, go_memstats_*, process_resident_memory_bytes, ...: what
 	// an operator watches for leaks.
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(buildinfo.Read().Collector())
 	var ready atomic.Bool
 	var verdictHandler http.Handler
 	if p.engine != nil {
@@ -190,6 +192,9 @@ func build(cfg Config, log *slog.Logger) (*stages, error) {
 		sink = r
 	} else {
 		log.Warn("no --target given: observing only, nothing is replayed")
+		if cfg.DiffLog != "" || cfg.VerdictOut != "" {
+			log.Warn("no --target given: nothing is compared, --diff-log and --verdict-out stay unwritten")
+		}
 		p.observer = &observer{}
 		sink = p.observer
 	}
@@ -234,6 +239,7 @@ func replayConfig(cfg Config) (replay.Config, error) {
 	rc.Methods, rc.SamplePercent, rc.SampleKey = cfg.Methods, cfg.Sample, cfg.SampleKey
 	rc.MaxRPS, rc.MaxInflight, rc.Queue, rc.Timeout = cfg.MaxRPS, cfg.MaxInflight, cfg.Queue, cfg.Timeout
 	rc.DropHeaders, rc.Host, rc.Marker = cfg.DropHeaders, cfg.Host, !cfg.NoMarker
+	rc.MaxResponseHeaderBytes = cfg.MaxResponseHeaderBytes
 	rc.CompareBodyBytes, rc.CompareBudget, rc.ReplayDelay = cfg.CompareBodyBytes, cfg.CompareBudget, cfg.ReplayDelay
 	if cfg.Baseline != "" {
 		u, err := ParseTarget(cfg.Baseline)
@@ -261,6 +267,9 @@ func replayConfig(cfg Config) (replay.Config, error) {
 			return rc, fmt.Errorf("--set-header %q: %w", h, err)
 		}
 		rc.SetHeaders = append(rc.SetHeaders, kv)
+	}
+	if err := shadowTLSAndMultiply(cfg, &rc); err != nil {
+		return rc, err
 	}
 	if err := rc.Validate(); err != nil {
 		return rc, err

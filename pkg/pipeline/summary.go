@@ -107,7 +107,7 @@ func (p *stages) logSummary(log *slog.Logger, msg string) {
 			replayed += t.ReplayedTotal()
 			dropped += t.Dropped()
 			failed += t.Failed()
-			pending += t.Queued + t.InFlight
+			pending += t.Queued + t.InFlight + t.Duplicates.Queued + t.Duplicates.InFlight
 		}
 		attrs = append(attrs, slog.Group("replay",
 			"replayed", replayed, "filtered", r.FilteredMethod+r.FilteredPath,

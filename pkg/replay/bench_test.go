@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shadowtap/shadowtap/pkg/verdict"
 )
 
 // BenchmarkReplayRoundTrip measures the replay stage end to end: requests
@@ -16,13 +18,24 @@ import (
 // allocs/op and cpu-ns/op (the process's user and system CPU time, less
 // sensitive than ns/op to other load on the machine) count every goroutine,
 // the test server's included.
+//
+// The "compare" variants hand every exchange to a comparison stage that
+// discards it: the cost of the join, production's header and body copies,
+// and keeping and hashing the shadow's body.
 func BenchmarkReplayRoundTrip(b *testing.B) {
 	for _, size := range []int{512, 32 << 10} {
-		b.Run(fmt.Sprintf("body=%d", size), func(b *testing.B) { benchReplay(b, size) })
+		b.Run(fmt.Sprintf("body=%d", size), func(b *testing.B) { benchReplay(b, size, false) })
+		b.Run(fmt.Sprintf("body=%d/compare", size), func(b *testing.B) { benchReplay(b, size, true) })
 	}
 }
 
-func benchReplay(b *testing.B, size int) {
+// discardVerdict is a comparison stage that drops what it is handed.
+type discardVerdict struct{}
+
+func (discardVerdict) Submit(*verdict.Exchange)  {}
+func (discardVerdict) Uncompared(string, string) {}
+
+func benchReplay(b *testing.B, size int, compare bool) {
 	body := make([]byte, size)
 	// Pacing: the producer takes a token per request and the shadow gives it
 	// back once answered, so the queue never overflows and the producer
@@ -40,6 +53,9 @@ func benchReplay(b *testing.B, size int) {
 	defer srv.Close()
 	cfg := DefaultConfig()
 	cfg.Targets = append(cfg.Targets, mustURL(b, srv.URL))
+	if compare {
+		cfg.Verdict = discardVerdict{}
+	}
 	r, err := New(cfg, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -54,7 +70,7 @@ func benchReplay(b *testing.B, size int) {
 		"Cookie: session=abcdef0123456789; theme=dark\n"+
 		"X-Request-Id: 5f0c1b7e-3c2a-4f51-9d1e-6a7b8c9d0e1f\n"+
 		"Connection: keep-alive\n", "", testClient)
-	prodResp(ex, 200, int64(len(body)))
+	prodBody(ex, 200, string(body), 1<<20, "Content-Type", "text/plain", "Content-Length", fmt.Sprint(len(body)))
 	t := r.targets[0]
 	replayed := func() uint64 {
 		var n uint64

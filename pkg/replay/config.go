@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/textproto"
@@ -15,6 +16,9 @@ const (
 	DefaultMaxInflight = 64
 	DefaultQueue       = 4096
 	DefaultTimeout     = 10 * time.Second
+	// DefaultMaxResponseHeaderBytes bounds the shadow's response head, as
+	// http.Transport's MaxResponseHeaderBytes default.
+	DefaultMaxResponseHeaderBytes = 1 << 20
 	// DefaultCompareBodyBytes is the body bytes kept per response for the
 	// comparison (beyond, only the length and a hash of the whole body).
 	DefaultCompareBodyBytes = 1 << 20
@@ -23,6 +27,9 @@ const (
 	DefaultCompareBudget = 256 << 20
 	// MarkerHeader is the header that tells the shadow a request is a replay.
 	MarkerHeader = "X-Shadowtap-Replay"
+	// MaxMultiply is the largest Config.Multiply: ten copies of every
+	// request is already a tenfold load on the shadow.
+	MaxMultiply = 10
 )
 
 // DefaultMethods are the methods replayed when Config.Methods is empty: the
@@ -52,7 +59,30 @@ type Config struct {
 	SetHeaders    []HeaderKV       // set (replacing) on every replayed request
 	DropHeaders   []string         // removed from every replayed request
 	Host          string           // overrides the Host header when set
-	Marker        bool             // add X-Shadowtap-Replay: 1
+	Marker        bool             // add X-Shadowtap-Replay: 1 (2, 3, … on the duplicates of Multiply)
+
+	// TLS is the base configuration of the connections to https targets:
+	// trusted roots (nil RootCAs: the system pool), client certificate,
+	// InsecureSkipVerify. Nil means the system roots and no client
+	// certificate. Each https target gets a clone whose ServerName (SNI and
+	// the name its certificate must carry) is Host's host name when Host is
+	// set, so a TLS ingress that routes by name sees the name production's
+	// clients use, else the target URL's host.
+	TLS *tls.Config
+
+	// Multiply is how many times each accepted request is sent to each
+	// target (GoReplay's "|200%"), 0 < Multiply <= MaxMultiply; 0 means 1.
+	// A request is sent floor(Multiply) or ceil(Multiply) times, chosen by
+	// a hash of the request's identity (its connection and index on it), so
+	// that the fraction gives the right average and the same request always
+	// gets the same count; below 1 some requests are not sent at all
+	// (dropped "multiply"). The first copy is the one compared; the others
+	// are duplicates, marked X-Shadowtap-Replay: 2, 3, … and counted apart.
+	Multiply float64
+	// TargetMultiply overrides Multiply for single targets, keyed by the
+	// target's URL (url.URL.String of a Targets entry or of Baseline). The
+	// baseline is sent every request once unless named here.
+	TargetMultiply map[string]float64
 
 	// Comparison. With Verdict nil nothing is joined, kept or hashed.
 	Verdict          Verdict       // the comparison stage (*verdict.Engine)
@@ -60,6 +90,11 @@ type Config struct {
 	CompareBudget    int64         // bytes of bodies held in replay for comparison, process-wide; default 256 MiB
 	Baseline         *url.URL      // a target running the old code: sent every replayed request, its answers marked Baseline
 	ReplayDelay      time.Duration // hold each request this long after it was dispatched before sending it
+
+	// MaxResponseHeaderBytes bounds the bytes read for the shadow's
+	// response head (status line, headers and any 1xx before them);
+	// default 1 MiB. Beyond it the request fails: response_too_large.
+	MaxResponseHeaderBytes int64
 }
 
 // DefaultConfig returns a Config with every default set, and no targets.
@@ -72,6 +107,9 @@ func DefaultConfig() Config {
 		Queue:         DefaultQueue,
 		Timeout:       DefaultTimeout,
 		Marker:        true,
+
+		MaxResponseHeaderBytes: DefaultMaxResponseHeaderBytes,
+		Multiply:               1,
 
 		CompareBodyBytes: DefaultCompareBodyBytes,
 		CompareBudget:    DefaultCompareBudget,
@@ -254,8 +292,31 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("header %q is both set and dropped", name)
 		}
 	}
+	if err := validMultiply(c.Multiply, true); err != nil {
+		return err
+	}
+	for key, f := range c.TargetMultiply {
+		if !seen[key] && (c.Baseline == nil || c.Baseline.String() != key) {
+			return fmt.Errorf("multiply for %q: not a target", key)
+		}
+		if err := validMultiply(f, false); err != nil {
+			return fmt.Errorf("multiply for %q: %w", key, err)
+		}
+	}
 	if c.Host != "" && (strings.ContainsAny(c.Host, " \t\r\n\x00/?#@") || strings.TrimSpace(c.Host) != c.Host) {
 		return fmt.Errorf("host %q: not a valid host[:port]", c.Host)
+	}
+	return nil
+}
+
+// validMultiply checks a load multiplier; zero is the default 1 when
+// zeroOK.
+func validMultiply(f float64, zeroOK bool) error {
+	if f == 0 && zeroOK {
+		return nil
+	}
+	if !(f > 0 && f <= MaxMultiply) {
+		return fmt.Errorf("multiply %v: want more than 0 and at most %d", f, MaxMultiply)
 	}
 	return nil
 }
@@ -298,6 +359,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.MaxResponseHeaderBytes == 0 {
+		c.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
+	if c.Multiply == 0 {
+		c.Multiply = 1
 	}
 	if c.CompareBodyBytes == 0 {
 		c.CompareBodyBytes = DefaultCompareBodyBytes

@@ -6,8 +6,35 @@
 // per-target queue, rate limited. Each of a target's MaxInflight workers
 // drives its own keep-alive connection synchronously (no http.Client or
 // http.Transport): the request is written by (*http.Request).Write and the
-// response read by http.ReadResponse. It measures
-// the shadow's answers (status, bytes, time to first byte, total time).
+// response read by http.ReadResponse, with http.Transport's guards (a bound
+// on the response head, no reuse of a connection that received bytes
+// nobody asked for, an answer heard during the upload: see conn.go). It
+// measures the shadow's answers (status, bytes, time to first byte, total
+// time).
+//
+// # HTTPS shadows
+//
+// An https target is reached over TLS (HTTP/1.1 only) with Config.TLS: the
+// roots it trusts (a --ca-file replaces the system pool), the client
+// certificate it presents (mTLS), or no verification at all
+// (--insecure-skip-verify, warned at start). The server name — sent as SNI
+// and checked against the certificate — is the --host override's host name
+// when set, so a TLS ingress that routes by name sees the name production's
+// clients use, and the target URL's host otherwise.
+//
+// # Load multiplication
+//
+// With Config.Multiply F (GoReplay's "|200%"), each accepted request is sent
+// to a target floor(F) or ceil(F) times: an extra copy when a hash of the
+// request's identity (its connection and index on it) falls below the
+// fraction of F, so the average is F and a request always gets the same
+// count. The first copy is marked X-Shadowtap-Replay: 1 and is the only one
+// compared; the others, duplicates marked 2, 3, …, are load only: counted
+// apart (shadowtap_replay_duplicates_*), never joined. Below 1 a request may
+// be sent 0 times: dropped "multiply" for that target. A copy that cannot be
+// queued is dropped with every copy after it (the rest would fare the
+// same). Duplicates take queue slots, rate tokens and workers like any
+// request, and are observed in the latency histograms.
 //
 // # Comparison
 //
@@ -55,10 +82,17 @@
 //
 //	Requests = FilteredMethod + FilteredPath + SampledOut + TooLarge + Accepted
 //
-// Every accepted request is offered to every target, so for each target:
+// Every accepted request is offered to every target, so for each target
+// (first copies only):
 //
-//	Accepted = Replayed (by status class) + Dropped (queue, rate, stopped, overload)
-//	         + Failed (connect, timeout, drain, invalid, error) + Queued + InFlight
+//	Accepted = Replayed (by status class) + Dropped (queue, rate, stopped, multiply, overload)
+//	         + Failed (connect, timeout, drain, invalid, error, response_too_large)
+//	         + Queued + InFlight
+//
+// and for its duplicates (copies beyond the first, Config.Multiply):
+//
+//	Duplicates = Replayed (by class) + Dropped (queue, rate, stopped)
+//	           + Failed (by reason) + Queued + InFlight
 //
 // With a comparison stage, for each target:
 //

@@ -35,16 +35,19 @@ func splitTarget(target []byte) (authority, path, query []byte) {
 	return authority, target, nil
 }
 
-// hashKey is FNV-1a 64 over the seed and the key, finished with the
+// hashKey is the sampling hash of a key.
+func hashKey(key []byte) uint64 { return hashSeeded(sampleSeed, key) }
+
+// hashSeeded is FNV-1a 64 over the seed and the key, finished with the
 // splitmix64 mixer so that the low bits are well spread.
-func hashKey(key []byte) uint64 {
+func hashSeeded(seed string, key []byte) uint64 {
 	const (
 		offset = 14695981039346656037
 		prime  = 1099511628211
 	)
 	h := uint64(offset)
-	for i := 0; i < len(sampleSeed); i++ {
-		h ^= uint64(sampleSeed[i])
+	for i := 0; i < len(seed); i++ {
+		h ^= uint64(seed[i])
 		h *= prime
 	}
 	for _, c := range key {

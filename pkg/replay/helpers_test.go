@@ -66,10 +66,13 @@ func prodResp(ex *httpx.Exchange, status int, bodyLen int64) {
 }
 
 // prodBody sets production's response on ex as the parser keeps it with
-// ResponseBodyKeep keep: the first keep bytes of body, the hash of all of it.
+// ResponseBodyKeep keep: the first keep bytes of body, and when it is
+// longer, the hash of all of it.
 func prodBody(ex *httpx.Exchange, status int, body string, keep int, fields ...string) {
-	ex.Resp = &httpx.Response{Status: status, BodyLen: int64(len(body)),
-		BodyHash: httpx.HashAdd(httpx.HashInit, []byte(body)), BodyComplete: len(body) <= keep}
+	ex.Resp = &httpx.Response{Status: status, BodyLen: int64(len(body)), BodyComplete: len(body) <= keep}
+	if !ex.Resp.BodyComplete {
+		ex.Resp.BodyHash = httpx.HashAdd(httpx.HashInit, []byte(body))
+	}
 	if body != "" {
 		ex.Resp.Body = []byte(body[:min(keep, len(body))])
 	}
@@ -84,12 +87,18 @@ type fakeVerdict struct {
 	mu         sync.Mutex
 	xs         []*verdict.Exchange
 	uncompared map[string]map[string]int // target -> reason -> count
+	hold       bool                      // do not call Done: a busy engine still holding the bodies
 }
 
+// Submit keeps x and, unless hold is set, is done with it at once (as the
+// engine is after comparing it), which gives its bodies' budget back.
 func (f *fakeVerdict) Submit(x *verdict.Exchange) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.xs = append(f.xs, x)
+	if !f.hold && x.Done != nil {
+		x.Done()
+	}
 }
 
 func (f *fakeVerdict) Uncompared(target, reason string) {

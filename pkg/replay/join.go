@@ -121,10 +121,13 @@ func (r *Replayer) part(j *join) {
 			t.stats.compared.Add(1)
 			t.stats.awaiting.Add(-1)
 		}
+		// The budget covers the bodies until the engine is done with
+		// them (compared, or dropped from its queue): it calls Done.
+		held := j.held.Load()
+		j.x.Done = func() { r.cmp.held.Add(-held) }
 		v.Submit(&j.x) // the engine owns j.x from here on
+		return
 	}
-	// The engine's queue is bounded in entries (--verdict-queue); replay's
-	// budget covers the bodies held here, until they are handed over.
 	r.cmp.held.Add(-j.held.Load())
 }
 
@@ -169,6 +172,10 @@ func (r *Replayer) production(j *join, ex *httpx.Exchange) {
 		}
 		body := resp.Body
 		if limit := r.cfg.CompareBodyBytes; int64(len(body)) > limit {
+			if p.BodyComplete {
+				// The parser kept more than is compared: hash it whole.
+				p.BodyHash = httpx.HashAdd(httpx.HashInit, body)
+			}
 			body = body[:limit]
 			p.BodyComplete = false
 		}
@@ -247,31 +254,40 @@ func failAnswer(reason failReason, err error) verdict.Answer {
 type body struct {
 	n        int64  // bytes read
 	kept     []byte // the first bytes, when keeping
-	hash     uint64 // FNV-1a 64 of all of it, when keeping
+	hash     uint64 // FNV-1a 64 of all of it, when it is longer than kept
 	complete bool   // kept holds all of it
 }
 
 // readBody reads a response body to its end through buf, like io.Copy to
 // io.Discard. With j set (the answer will be compared) it also keeps the
-// first CompareBodyBytes bytes, reserved from the compare budget, and hashes
-// the whole body as httpx does production's. hint is the Content-Length,
-// -1 when unknown.
+// first CompareBodyBytes bytes, reserved from the compare budget, and, as
+// httpx does production's, hashes the whole body once it goes beyond them
+// (a body that fits is not hashed: the comparison has it whole). hint is
+// the Content-Length, -1 when unknown.
 func (r *Replayer) readBody(rd io.Reader, buf []byte, j *join, hint int64) (body, error) {
 	var b body
 	keep := int64(0)
 	if j != nil {
 		keep = r.cfg.CompareBodyBytes
-		b.hash = httpx.HashInit
 		if hint >= 0 && hint <= keep && r.reserve(j, hint) {
 			b.kept = make([]byte, 0, hint)
 		}
 	}
+	hashing := false
 	for {
 		m, err := rd.Read(buf)
-		if m > 0 && j != nil {
+		if m > 0 && j != nil && !j.over.Load() {
 			chunk := buf[:m]
-			b.hash = httpx.HashAdd(b.hash, chunk)
-			if room := keep - b.n; room > 0 && !j.over.Load() {
+			room := keep - b.n
+			if int64(m) > room && !hashing {
+				// Beyond what is kept: from now on the hash covers the
+				// whole body, the kept prefix first.
+				b.hash, hashing = httpx.HashAdd(httpx.HashInit, b.kept), true
+			}
+			if hashing {
+				b.hash = httpx.HashAdd(b.hash, chunk)
+			}
+			if room > 0 {
 				k := chunk[:min(int64(m), room)]
 				if int64(cap(b.kept)-len(b.kept)) >= int64(len(k)) || r.reserve(j, int64(len(k))) {
 					b.kept = append(b.kept, k...)
@@ -280,7 +296,10 @@ func (r *Replayer) readBody(rd io.Reader, buf []byte, j *join, hint int64) (body
 		}
 		b.n += int64(m)
 		if err == io.EOF {
-			b.complete = j != nil && int64(len(b.kept)) == b.n
+			b.complete = j != nil && !hashing && int64(len(b.kept)) == b.n
+			if b.complete {
+				b.hash = 0
+			}
 			return b, nil
 		}
 		if err != nil {

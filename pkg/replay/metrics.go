@@ -17,6 +17,8 @@ type statsCollector struct {
 	requests, filtered, accepted                *prometheus.Desc
 	replayed, dropped, failed, queued, inflight *prometheus.Desc
 	compareBytes, keyMiss                       *prometheus.Desc
+	dups, dupReplayed, dupDropped, dupFailed    *prometheus.Desc
+	discarded                                   *prometheus.Desc
 }
 
 func newStatsCollector(r *Replayer) *statsCollector {
@@ -29,18 +31,23 @@ func newStatsCollector(r *Replayer) *statsCollector {
 		filtered:     d("filtered_total", "Requests not replayed, by reason: method, path, sampled_out, too_large.", "reason"),
 		accepted:     d("accepted_total", "Requests that passed every filter and were offered to every target."),
 		replayed:     d("replayed_total", "Requests the target answered, by status class.", "target", "class"),
-		dropped:      d("dropped_total", "Requests not sent to the target, by reason: queue full, rate limit, stopped, overload (whole sessions shed).", "target", "reason"),
+		dropped:      d("dropped_total", "Requests not sent to the target, by reason: queue full, rate limit, stopped, multiply (a --multiply below 1 sent it 0 times), overload (whole sessions shed).", "target", "reason"),
 		failed:       d("failed_total", "Requests sent or attempted without an answer, by reason.", "target", "reason"),
-		queued:       d("queued", "Requests waiting in the target's queue.", "target"),
-		inflight:     d("inflight", "Requests being sent to the target.", "target"),
+		discarded:    d("conn_discarded_total", "Kept connections to the target closed before their reuse, by reason: unsolicited (bytes no request asked for arrived), closed (the target closed it while idle).", "target", "reason"),
+		queued:       d("queued", "Requests waiting in the target's queue, duplicates included.", "target"),
+		inflight:     d("inflight", "Requests being sent to the target, duplicates included.", "target"),
 		compareBytes: d("compare_held_bytes", "Bytes of production and shadow bodies held for comparison, at most --compare-budget."),
 		keyMiss:      d("sample_key_missing_total", "Sampling decisions made on the client address because the key header or cookie was absent."),
+		dups:         d("duplicates_total", "Extra copies of requests that --multiply asked to send to the target, beyond the first (which alone is compared).", "target"),
+		dupReplayed:  d("duplicates_replayed_total", "Duplicates (--multiply copies beyond the first) the target answered, by status class.", "target", "class"),
+		dupDropped:   d("duplicates_dropped_total", "Duplicates (--multiply copies beyond the first) not sent to the target, by reason: queue full, rate limit, stopped.", "target", "reason"),
+		dupFailed:    d("duplicates_failed_total", "Duplicates (--multiply copies beyond the first) sent or attempted without an answer, by reason.", "target", "reason"),
 	}
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.requests, c.filtered, c.accepted, c.replayed, c.dropped, c.failed,
-		c.queued, c.inflight, c.compareBytes, c.keyMiss} {
+	for _, d := range []*prometheus.Desc{c.requests, c.filtered, c.accepted, c.replayed, c.dropped, c.failed, c.discarded,
+		c.queued, c.inflight, c.compareBytes, c.keyMiss, c.dups, c.dupReplayed, c.dupDropped, c.dupFailed} {
 		ch <- d
 	}
 }
@@ -67,14 +74,32 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.dropped, t.DroppedQueue, t.Target, dropNames[dropQueue])
 		counter(c.dropped, t.DroppedRate, t.Target, dropNames[dropRate])
 		counter(c.dropped, t.DroppedStopped, t.Target, dropNames[dropStopped])
+		counter(c.dropped, t.DroppedMultiply, t.Target, dropNames[dropMultiply])
 		counter(c.dropped, t.DroppedOverload, t.Target, dropNames[dropOverload])
 		counter(c.failed, t.FailedConnect, t.Target, failNames[failConnect])
 		counter(c.failed, t.FailedTimeout, t.Target, failNames[failTimeout])
 		counter(c.failed, t.FailedDrain, t.Target, failNames[failDrain])
 		counter(c.failed, t.FailedInvalid, t.Target, failNames[failInvalid])
 		counter(c.failed, t.FailedError, t.Target, failNames[failError])
-		gauge(c.queued, t.Queued, t.Target)
-		gauge(c.inflight, t.InFlight, t.Target)
+		counter(c.failed, t.FailedResponseTooLarge, t.Target, failNames[failTooLarge])
+		counter(c.discarded, t.DiscardedUnsolicited, t.Target, discardNames[discardUnsolicited])
+		counter(c.discarded, t.DiscardedClosed, t.Target, discardNames[discardClosed])
+		d := &t.Duplicates
+		gauge(c.queued, t.Queued+d.Queued, t.Target)
+		gauge(c.inflight, t.InFlight+d.InFlight, t.Target)
+		counter(c.dups, d.Due, t.Target)
+		for cl := Class1xx; cl < NumClasses; cl++ {
+			counter(c.dupReplayed, d.Replayed[cl], t.Target, cl.String())
+		}
+		counter(c.dupDropped, d.DroppedQueue, t.Target, dropNames[dropQueue])
+		counter(c.dupDropped, d.DroppedRate, t.Target, dropNames[dropRate])
+		counter(c.dupDropped, d.DroppedStopped, t.Target, dropNames[dropStopped])
+		counter(c.dupFailed, d.FailedConnect, t.Target, failNames[failConnect])
+		counter(c.dupFailed, d.FailedTimeout, t.Target, failNames[failTimeout])
+		counter(c.dupFailed, d.FailedDrain, t.Target, failNames[failDrain])
+		counter(c.dupFailed, d.FailedInvalid, t.Target, failNames[failInvalid])
+		counter(c.dupFailed, d.FailedError, t.Target, failNames[failError])
+		counter(c.dupFailed, d.FailedResponseTooLarge, t.Target, failNames[failTooLarge])
 	}
 	gauge(c.compareBytes, uint64(max(c.r.cmp.held.Load(), 0)))
 }

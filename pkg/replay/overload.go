@@ -256,7 +256,9 @@ func (r *Replayer) admitted(ex *httpx.Exchange) bool {
 }
 
 // targetLoads is the admission probe: each target's queue fill and the
-// requests that have left its queue.
+// requests that have left its queue. Only first copies are counted: with
+// --multiply a target's duplicates leave the queue with their first copy,
+// so the first copies' rate compares with the arrival rate.
 func (r *Replayer) targetLoads(out []targetLoad) []targetLoad {
 	for _, t := range r.targets {
 		l := targetLoad{}

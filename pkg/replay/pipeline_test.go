@@ -60,8 +60,11 @@ func TestWithParser(t *testing.T) {
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if s.Requests != conns*perConn || s.Targets[0].Replayed[Class2xx]+s.Targets[0].DroppedQueue != conns*perConn {
-		t.Fatalf("stats %+v", s)
+	// The queue (4096) holds every request: all are replayed, none dropped
+	// or failed, whatever the shadow's pace.
+	if tg := s.Targets[0]; s.Requests != conns*perConn || tg.Replayed[Class2xx] != conns*perConn ||
+		tg.Dropped() != 0 || tg.Failed() != 0 {
+		t.Fatalf("stats %+v: want all %d requests replayed 2xx", s, conns*perConn)
 	}
 	got := rec.got()
 	if uint64(len(got)) != s.Targets[0].Replayed[Class2xx] {
@@ -87,16 +90,15 @@ func TestWithParser(t *testing.T) {
 	if len(xs) != len(got) || s.Targets[0].Compared != uint64(len(got)) {
 		t.Fatalf("%d exchanges compared (stats %d), %d replayed", len(xs), s.Targets[0].Compared, len(got))
 	}
-	hello := httpx.HashAdd(httpx.HashInit, []byte("hello"))
 	for _, x := range xs {
 		p, a := x.Production, x.Answers[0].Response
 		if p == nil || a == nil || len(x.Answers) != 1 {
 			t.Fatalf("%s: production %+v, answers %+v", x.Path, p, x.Answers)
 		}
-		if string(p.Body) != "hello" || !p.BodyComplete || p.BodyHash != hello || p.Header.Get("Content-Length") != "5" {
+		if string(p.Body) != "hello" || !p.BodyComplete || p.Header.Get("Content-Length") != "5" {
 			t.Errorf("%s: production %+v", x.Path, p)
 		}
-		if string(a.Body) != "hello" || !a.BodyComplete || a.BodyHash != hello || a.Status != 200 {
+		if string(a.Body) != "hello" || !a.BodyComplete || a.Status != 200 {
 			t.Errorf("%s: shadow %+v", x.Path, a)
 		}
 		if x.Host != "shop" || !strings.HasPrefix(x.Path, "/item/") {

@@ -32,6 +32,7 @@ type Replayer struct {
 	threshold uint64 // of sampleScale
 	rw        rewriter
 	targets   []*target
+	hashCopy  bool // some target's multiplier has a fraction: dispatch hashes the request's identity
 	stats     Stats
 	now       func() time.Time // rate limiter clock; replaced in tests
 
@@ -61,6 +62,7 @@ type target struct {
 	addr      string        // host:port to dial
 	tlsConfig *tls.Config   // nil: plain http
 	limiter   *rate.Limiter // nil: unlimited
+	mul       multiplier    // copies of each request (Config.Multiply)
 	queue     chan job
 	stats     *targetStats
 	latency   prometheus.Observer
@@ -69,10 +71,15 @@ type target struct {
 
 // job is one request for one target. The job holds a reference on ex.
 type job struct {
-	ex *httpx.Exchange
-	j  *join     // nil when not compared
-	at time.Time // when it was dispatched, with Config.ReplayDelay only
+	ex  *httpx.Exchange
+	j   *join     // nil when not compared (always for duplicates)
+	at  time.Time // when it was dispatched, with Config.ReplayDelay only
+	nth int       // copy number (Config.Multiply): 1 the first, 2… duplicates
 }
+
+// dup reports whether jb is a duplicate: a copy beyond the first, never
+// compared and counted apart.
+func (jb job) dup() bool { return jb.nth > 1 }
 
 // New checks cfg, applies its defaults and returns a Replayer. Call Run to
 // start sending; requests given before that wait in the queues.
@@ -115,23 +122,26 @@ func New(cfg Config, log *slog.Logger) (*Replayer, error) {
 		r.cmp.joins = make(map[*httpx.Exchange]*join)
 	}
 	for _, u := range cfg.Targets {
-		r.targets = append(r.targets, r.newTarget(u))
+		r.targets = append(r.targets, r.newTarget(u, cfg.Multiply))
 	}
 	if cfg.Baseline != nil {
-		t := r.newTarget(cfg.Baseline)
+		t := r.newTarget(cfg.Baseline, 1)
 		t.baseline = true
 		r.targets = append(r.targets, t)
 	}
 	for _, t := range r.targets {
 		t.stats.baseline = t.baseline
 		r.stats.targets = append(r.stats.targets, t.stats)
+		r.hashCopy = r.hashCopy || t.mul.frac > 0
 	}
 	r.stats.comparing = cfg.Verdict != nil
 	r.adm = newAdmission(func() time.Time { return r.now() }, r.targetLoads)
 	return r, nil
 }
 
-func (r *Replayer) newTarget(u *url.URL) *target {
+// newTarget builds the target of URL u, sent each request mul times unless
+// Config.TargetMultiply names it.
+func (r *Replayer) newTarget(u *url.URL, mul float64) *target {
 	cfg := &r.cfg
 	name := u.Redacted()
 	port := u.Port()
@@ -152,17 +162,44 @@ func (r *Replayer) newTarget(u *url.URL) *target {
 		ttfb:     r.ttfb.WithLabelValues(name),
 	}
 	if u.Scheme == "https" {
-		t.tlsConfig = &tls.Config{
-			ServerName:         u.Hostname(),
-			NextProtos:         []string{"http/1.1"},
-			ClientSessionCache: tls.NewLRUClientSessionCache(cfg.MaxInflight),
+		t.tlsConfig = &tls.Config{}
+		if cfg.TLS != nil {
+			t.tlsConfig = cfg.TLS.Clone()
 		}
+		t.tlsConfig.ServerName = serverName(cfg.Host, u)
+		t.tlsConfig.NextProtos = []string{"http/1.1"}
+		t.tlsConfig.ClientSessionCache = tls.NewLRUClientSessionCache(cfg.MaxInflight)
+		if t.tlsConfig.InsecureSkipVerify {
+			r.log.Warn("TLS certificate verification is off (--insecure-skip-verify): the shadow's identity is not checked, anything on the path can pose as it and read the replayed requests",
+				"target", name)
+		}
+	}
+	if f, ok := cfg.TargetMultiply[u.String()]; ok {
+		mul = f
+	}
+	t.mul = newMultiplier(mul)
+	if !t.mul.one() {
+		r.log.Info("load multiplication: each replayed request is sent to the target this many times on average; the copies beyond the first are duplicates, never compared",
+			"target", name, "multiply", mul)
 	}
 	t.stats.queued = func() int { return len(t.queue) }
 	if cfg.MaxRPS > 0 {
 		t.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), max(1, int(math.Ceil(cfg.MaxRPS))))
 	}
 	return t
+}
+
+// serverName is the TLS server name for target u: the host name of the
+// Host override when set (what a vhost-routing TLS ingress expects), else
+// the URL's host.
+func serverName(host string, u *url.URL) string {
+	if host == "" {
+		return u.Hostname()
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		return h
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 }
 
 // Stats returns the live counters.
@@ -241,7 +278,11 @@ func (r *Replayer) sampled(ex *httpx.Exchange) bool {
 	return sampledIn(key, r.threshold)
 }
 
-// dispatch offers an accepted request to every target without blocking.
+// dispatch offers an accepted request to every target without blocking:
+// as many copies as the target's multiplier says (usually one). Only the
+// first copy joins the comparison. When a copy cannot be queued (queue
+// full, rate spent, intake stopped), it and the copies after it are
+// dropped for that reason: the rest would fare the same.
 func (r *Replayer) dispatch(ex *httpx.Exchange) {
 	var j *join
 	if r.cfg.Verdict != nil {
@@ -251,39 +292,35 @@ func (r *Replayer) dispatch(ex *httpx.Exchange) {
 	if r.cfg.ReplayDelay > 0 {
 		at = time.Now()
 	}
+	var h uint64
+	if r.hashCopy {
+		h = identityHash(ex)
+	}
 	sent := 0
 	now := r.now()
 	r.intake.RLock()
 	for _, t := range r.targets {
-		if r.stopped {
-			t.stats.dropped[dropStopped].Add(1)
+		n := t.mul.copies(h)
+		if n == 0 {
+			t.stats.dropped[dropMultiply].Add(1)
 			continue
 		}
-		var res *rate.Reservation
-		if t.limiter != nil {
-			res = t.limiter.ReserveN(now, 1)
-			if !res.OK() || res.DelayFrom(now) > 0 {
-				res.CancelAt(now)
-				t.stats.dropped[dropRate].Add(1)
-				continue
-			}
+		if n > 1 {
+			t.stats.dup.due.Add(uint64(n - 1))
 		}
-		ex.Retain()
-		if j != nil {
-			j.left.Add(1) // before the worker can answer
+		if reason, ok := r.enqueue(t, job{ex: ex, j: j, at: at, nth: 1}, now); !ok {
+			t.stats.dropped[reason].Add(1)
+			if n > 1 {
+				t.stats.dup.dropped[reason].Add(uint64(n - 1))
+			}
+			continue
 		}
-		select {
-		case t.queue <- job{ex: ex, j: j, at: at}:
-			sent++
-		default:
-			if j != nil {
-				j.left.Add(-1)
+		sent++
+		for k := 2; k <= n; k++ {
+			if reason, ok := r.enqueue(t, job{ex: ex, at: at, nth: k}, now); !ok {
+				t.stats.dup.dropped[reason].Add(uint64(n - k + 1))
+				break
 			}
-			ex.Release()
-			if res != nil {
-				res.CancelAt(now) // give the token back: nothing was sent
-			}
-			t.stats.dropped[dropQueue].Add(1)
 		}
 	}
 	r.intake.RUnlock()
@@ -294,6 +331,45 @@ func (r *Replayer) dispatch(ex *httpx.Exchange) {
 			return
 		}
 		r.part(j) // dispatch's hold
+	}
+}
+
+// enqueue offers one copy of a request to t's queue without blocking, or
+// says why it could not. The caller holds r.intake for reading.
+func (r *Replayer) enqueue(t *target, jb job, now time.Time) (dropReason, bool) {
+	if r.stopped {
+		return dropStopped, false
+	}
+	var res *rate.Reservation
+	if t.limiter != nil {
+		res = t.limiter.ReserveN(now, 1)
+		if !res.OK() || res.DelayFrom(now) > 0 {
+			res.CancelAt(now)
+			return dropRate, false
+		}
+	}
+	jb.ex.Retain()
+	if jb.j != nil {
+		jb.j.left.Add(1) // before the worker can answer
+	}
+	if jb.dup() {
+		t.stats.dup.queued.Add(1) // before the worker can take it
+	}
+	select {
+	case t.queue <- jb:
+		return 0, true
+	default:
+		if jb.dup() {
+			t.stats.dup.queued.Add(-1)
+		}
+		if jb.j != nil {
+			jb.j.left.Add(-1)
+		}
+		jb.ex.Release()
+		if res != nil {
+			res.CancelAt(now) // give the token back: nothing was sent
+		}
+		return dropQueue, false
 	}
 }
 
@@ -370,8 +446,10 @@ func (r *Replayer) Drain(ctx context.Context) error {
 			r.runMu.Unlock()
 			for _, t := range r.targets {
 				for jb := range t.queue {
-					t.stats.failed[failDrain].Add(1)
-					r.result(t, jb.j, failAnswer(failDrain, nil), "")
+					if jb.dup() {
+						t.stats.dup.queued.Add(-1)
+					}
+					r.drained(t, jb)
 					jb.ex.Release()
 				}
 			}
@@ -415,13 +493,20 @@ func (r *Replayer) stopIntake() {
 }
 
 func (r *Replayer) worker(ctx context.Context, t *target) {
-	c := newConn(r.cfg.Timeout, t)
+	c := newConn(&r.cfg, t)
 	defer c.close()
 	for jb := range t.queue {
-		t.stats.inflight.Add(1)
+		inflight := &t.stats.inflight
+		if jb.dup() {
+			inflight = &t.stats.dup.inflight
+			inflight.Add(1)
+			t.stats.dup.queued.Add(-1)
+		} else {
+			inflight.Add(1)
+		}
 		r.replay(ctx, t, c, jb)
 		jb.ex.Release()
-		t.stats.inflight.Add(-1)
+		inflight.Add(-1)
 	}
 }
 
@@ -442,14 +527,13 @@ func (r *Replayer) replay(ctx context.Context, t *target, c *conn, jb job) {
 		}
 	}
 	if ctx.Err() != nil {
-		t.stats.failed[failDrain].Add(1)
-		r.result(t, jb.j, failAnswer(failDrain, nil), "")
+		r.drained(t, jb)
 		return
 	}
 	ex := jb.ex
 	start := time.Now()
 	var bodies sync.WaitGroup
-	req, err := r.rw.build(ctx, t.url, t.basePath, ex, &bodies)
+	req, err := r.rw.build(ctx, t.url, t.basePath, ex, jb.nth, &bodies)
 	if err != nil {
 		r.fail(ctx, t, jb, failInvalid, err)
 		return
@@ -473,9 +557,14 @@ func (r *Replayer) replay(ctx context.Context, t *target, c *conn, jb job) {
 	resp.Body.Close() // at EOF: nothing left to read
 	total := time.Since(start)
 	c.done(resp)
-	t.stats.replayed[ClassOf(resp.StatusCode)].Add(1)
+	// Duplicates are load like any other: the histograms include them.
 	t.latency.Observe(total.Seconds())
 	t.ttfb.Observe(head.Seconds())
+	if jb.dup() {
+		t.stats.dup.replayed[ClassOf(resp.StatusCode)].Add(1)
+		return
+	}
+	t.stats.replayed[ClassOf(resp.StatusCode)].Add(1)
 	if r.cfg.Verdict != nil {
 		r.result(t, jb.j, verdict.Answer{Response: &verdict.Response{
 			Status: resp.StatusCode, Header: resp.Header,
@@ -499,6 +588,9 @@ func classifyErr(ctx context.Context, err error) failReason {
 	if errors.As(err, &op) && op.Op == "dial" {
 		return failConnect
 	}
+	if reason, ok := connFailReason(err); ok {
+		return reason
+	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return failTimeout
@@ -506,11 +598,25 @@ func classifyErr(ctx context.Context, err error) failReason {
 	return failError
 }
 
+// drained counts a request cancelled before it was sent: failed "drain".
+func (r *Replayer) drained(t *target, jb job) {
+	if jb.dup() {
+		t.stats.dup.failed[failDrain].Add(1)
+		return
+	}
+	t.stats.failed[failDrain].Add(1)
+	r.result(t, jb.j, failAnswer(failDrain, nil), "")
+}
+
 func (r *Replayer) fail(ctx context.Context, t *target, jb job, reason failReason, err error) {
-	t.stats.failed[reason].Add(1)
-	if reason == failInvalid {
+	switch {
+	case jb.dup():
+		t.stats.dup.failed[reason].Add(1)
+	case reason == failInvalid:
+		t.stats.failed[reason].Add(1)
 		r.result(t, jb.j, verdict.Answer{}, UncomparedInvalid)
-	} else {
+	default:
+		t.stats.failed[reason].Add(1)
 		r.result(t, jb.j, failAnswer(reason, err), "")
 	}
 	ex := jb.ex
@@ -524,5 +630,5 @@ func (r *Replayer) fail(ctx context.Context, t *target, jb job, reason failReaso
 	}
 	_, path, _ := splitTarget(ex.Req.Target)
 	r.log.Debug("replay failed", "target", t.name, "reason", failNames[reason],
-		"method", string(ex.Req.Method), "path", string(path), "err", err)
+		"method", string(ex.Req.Method), "path", string(path), "copy", jb.nth, "err", err)
 }

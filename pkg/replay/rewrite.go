@@ -63,7 +63,9 @@ func newRewriter(cfg *Config) rewriter {
 // bodies until closed, and must be closed before ex is released to its pool.
 // The worker writes the request synchronously ((*http.Request).Write closes
 // the body) and closes it itself when the request is not written.
-func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, ex *httpx.Exchange, bodies *sync.WaitGroup) (*http.Request, error) {
+//
+// nth is the copy number (Config.Multiply), the marker header's value.
+func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, ex *httpx.Exchange, nth int, bodies *sync.WaitGroup) (*http.Request, error) {
 	req := &ex.Req
 	if !isToken(string(req.Method)) {
 		return nil, fmt.Errorf("%w: bad method", errInvalid)
@@ -158,7 +160,7 @@ func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, e
 		h[kv.Name] = one(kv.Value)
 	}
 	if rw.mark {
-		h[MarkerHeader] = one("1")
+		h[MarkerHeader] = one(strconv.Itoa(max(nth, 1))) // no allocation below 100
 	}
 	for _, name := range rw.drop {
 		delete(h, name)
@@ -168,11 +170,13 @@ func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, e
 		h["User-Agent"] = nil
 	}
 
+	// The Host header, or --host. Never the absolute form's authority
+	// (RFC 9112 3.2.2 lets it win over Host at the origin): it is any text
+	// the sender chose, and a vhost-routing ingress in front of the shadow
+	// would route on it. Without either, net/http sends the target's host.
 	host := rw.host
 	if host == "" {
-		if len(authority) > 0 {
-			host = string(authority) // RFC 9112 3.2.2: absolute form wins over Host
-		} else if v := httpx.Get(req.Fields, "Host"); v != nil {
+		if v := httpx.Get(req.Fields, "Host"); v != nil {
 			host = strings.TrimSpace(string(v))
 		}
 	}

@@ -168,11 +168,31 @@ func TestRewrite(t *testing.T) {
 			},
 		},
 		{
-			name: "absolute form reduced to path, its authority is the host",
-			raw:  "GET http://api.example.com:8080/v1/items?id=3 HTTP/1.1\nHost: ignored.example.com",
+			// The absolute form's authority is whatever the sender wrote: it
+			// must not steer a vhost-routing ingress in front of the shadow.
+			name: "absolute form reduced to path, the Host header kept",
+			raw:  "GET http://admin.internal:8080/v1/items?id=3 HTTP/1.1\nHost: shop.example.com",
 			check: func(t *testing.T, c captured) {
 				want(t, "uri", c.RequestURI, "/v1/items?id=3")
-				want(t, "host", c.Host, "api.example.com:8080")
+				want(t, "host", c.Host, "shop.example.com")
+			},
+		},
+		{
+			name: "absolute form without a Host header: the target's host",
+			raw:  "GET http://admin.internal/x HTTP/1.1\nAccept: */*",
+			check: func(t *testing.T, c captured) {
+				want(t, "uri", c.RequestURI, "/x")
+				if c.Host == "admin.internal" {
+					t.Errorf("host %q: the absolute form's authority was sent", c.Host)
+				}
+			},
+		},
+		{
+			name: "absolute form with --host: --host",
+			raw:  "GET http://admin.internal/x HTTP/1.1\nHost: shop.example.com",
+			mod:  func(c *Config) { c.Host = "shadow.internal" },
+			check: func(t *testing.T, c captured) {
+				want(t, "host", c.Host, "shadow.internal")
 			},
 		},
 		{
@@ -256,7 +276,7 @@ func TestRewriteInvalid(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ex := mkEx(t, tt.raw, "", testClient)
-			if req, err := rw.build(t.Context(), base, "", ex, new(sync.WaitGroup)); err == nil {
+			if req, err := rw.build(t.Context(), base, "", ex, 1, new(sync.WaitGroup)); err == nil {
 				t.Fatalf("build accepted it: %s %s", req.Method, req.URL.RequestURI())
 			}
 		})

@@ -60,13 +60,27 @@ type targetStats struct {
 	replayed [NumClasses]atomic.Uint64
 	dropped  [numDrop]atomic.Uint64
 	failed   [numFail]atomic.Uint64
+	discard  [numDiscard]atomic.Uint64 // connections, not requests
 	inflight atomic.Int64
-	queued   func() int
+	queued   func() int // jobs in the queue, duplicates included
+	dup      dupStats
 
 	// With a comparison stage: answers (and failures) handed to it in an
 	// exchange, counted uncompared by replay, and waiting in a join.
 	compared, uncompared atomic.Uint64
 	awaiting             atomic.Int64
+}
+
+// dupStats count the duplicates of Multiply: the copies of a request beyond
+// the first. Each ends in one outcome, as first copies do, but is never
+// compared.
+type dupStats struct {
+	due      atomic.Uint64 // copies beyond the first the multiplier asked for
+	replayed [NumClasses]atomic.Uint64
+	dropped  [numDrop]atomic.Uint64 // never dropMultiply
+	failed   [numFail]atomic.Uint64
+	queued   atomic.Int64
+	inflight atomic.Int64
 }
 
 type dropReason uint8
@@ -75,24 +89,37 @@ const (
 	dropQueue    dropReason = iota // the target's queue was full
 	dropRate                       // beyond MaxRPS
 	dropStopped                    // arrived after Drain stopped intake
+	dropMultiply                   // a multiplier below 1 sent this request 0 times
 	dropOverload                   // its session was shed by overload control (overload.go)
 	numDrop
 )
 
-var dropNames = [numDrop]string{"queue", "rate", "stopped", "overload"}
+var dropNames = [numDrop]string{"queue", "rate", "stopped", "multiply", "overload"}
 
 type failReason uint8
 
 const (
-	failConnect failReason = iota // could not connect
-	failTimeout                   // Timeout passed before the end of the response
-	failDrain                     // cancelled by Drain's deadline or Run's context
-	failInvalid                   // the mirrored request cannot be rebuilt
-	failError                     // any other error (reset, malformed response)
+	failConnect  failReason = iota // could not connect
+	failTimeout                    // Timeout passed before the end of the response
+	failDrain                      // cancelled by Drain's deadline or Run's context
+	failInvalid                    // the mirrored request cannot be rebuilt
+	failError                      // any other error (reset, malformed response)
+	failTooLarge                   // the response head exceeded MaxResponseHeaderBytes
 	numFail
 )
 
-var failNames = [numFail]string{"connect", "timeout", "drain", "invalid", "error"}
+var failNames = [numFail]string{"connect", "timeout", "drain", "invalid", "error", "response_too_large"}
+
+// discardReason says why a kept connection was closed before its reuse.
+type discardReason uint8
+
+const (
+	discardUnsolicited discardReason = iota // bytes arrived that no request asked for
+	discardClosed                           // the shadow closed it while idle
+	numDiscard
+)
+
+var discardNames = [numDiscard]string{"unsolicited", "closed"}
 
 // StatsSnapshot is a plain copy of Stats.
 type StatsSnapshot struct {
@@ -113,10 +140,14 @@ type TargetSnapshot struct {
 	// Replayed counts the shadow's answers by status class (index Class).
 	Replayed                                  [NumClasses]uint64
 	DroppedQueue, DroppedRate, DroppedStopped uint64
+	DroppedMultiply                           uint64 // Multiply below 1: sent 0 times
 	DroppedOverload                           uint64 // shed by overload control, whole sessions
 	FailedConnect, FailedTimeout, FailedDrain uint64
 	FailedInvalid, FailedError                uint64
+	FailedResponseTooLarge                    uint64
 	Queued, InFlight                          uint64 // not yet ended
+	// Kept connections closed before their reuse (not request outcomes).
+	DiscardedUnsolicited, DiscardedClosed uint64
 	// Baseline is the --baseline target.
 	Baseline bool
 	// With a comparison stage, every answered or failed request ends in
@@ -125,6 +156,41 @@ type TargetSnapshot struct {
 	// or Awaiting (its exchange still waits for production's response or
 	// another target's answer).
 	Compared, Uncompared, Awaiting uint64
+	// Duplicates are the copies beyond the first sent with Multiply; the
+	// fields above count first copies only.
+	Duplicates DuplicateSnapshot
+}
+
+// DuplicateSnapshot is the outcome counts of one target's duplicates: the
+// copies of a request beyond the first that Multiply sends. Each copy ends
+// in exactly one outcome; none is compared.
+type DuplicateSnapshot struct {
+	Due                                       uint64 // copies beyond the first the multiplier asked for
+	Replayed                                  [NumClasses]uint64
+	DroppedQueue, DroppedRate, DroppedStopped uint64
+	FailedConnect, FailedTimeout, FailedDrain uint64
+	FailedInvalid, FailedError                uint64
+	FailedResponseTooLarge                    uint64
+	Queued, InFlight                          uint64 // not yet ended
+}
+
+// ReplayedTotal is the number of duplicates the target answered.
+func (d DuplicateSnapshot) ReplayedTotal() uint64 {
+	var n uint64
+	for _, v := range d.Replayed {
+		n += v
+	}
+	return n
+}
+
+// Dropped is the number of duplicates not sent.
+func (d DuplicateSnapshot) Dropped() uint64 {
+	return d.DroppedQueue + d.DroppedRate + d.DroppedStopped
+}
+
+// Failed is the number of duplicates sent or attempted without an answer.
+func (d DuplicateSnapshot) Failed() uint64 {
+	return d.FailedConnect + d.FailedTimeout + d.FailedDrain + d.FailedInvalid + d.FailedError + d.FailedResponseTooLarge
 }
 
 // ReplayedTotal is the number of requests the target answered.
@@ -138,12 +204,12 @@ func (t TargetSnapshot) ReplayedTotal() uint64 {
 
 // Dropped is the number of requests not sent to the target.
 func (t TargetSnapshot) Dropped() uint64 {
-	return t.DroppedQueue + t.DroppedRate + t.DroppedStopped + t.DroppedOverload
+	return t.DroppedQueue + t.DroppedRate + t.DroppedStopped + t.DroppedMultiply + t.DroppedOverload
 }
 
 // Failed is the number of requests sent or attempted without an answer.
 func (t TargetSnapshot) Failed() uint64 {
-	return t.FailedConnect + t.FailedTimeout + t.FailedDrain + t.FailedInvalid + t.FailedError
+	return t.FailedConnect + t.FailedTimeout + t.FailedDrain + t.FailedInvalid + t.FailedError + t.FailedResponseTooLarge
 }
 
 // Check verifies the accounting identities (see the package documentation).
@@ -158,6 +224,11 @@ func (s StatsSnapshot) Check() error {
 		if sum := t.ReplayedTotal() + t.Dropped() + t.Failed() + t.Queued + t.InFlight; sum != s.Accepted {
 			errs = append(errs, fmt.Errorf("target %s: accepted %d != replayed %d + dropped %d + failed %d + queued %d + in flight %d (= %d)",
 				t.Target, s.Accepted, t.ReplayedTotal(), t.Dropped(), t.Failed(), t.Queued, t.InFlight, sum))
+		}
+		d := t.Duplicates
+		if sum := d.ReplayedTotal() + d.Dropped() + d.Failed() + d.Queued + d.InFlight; sum != d.Due {
+			errs = append(errs, fmt.Errorf("target %s: duplicates %d != replayed %d + dropped %d + failed %d + queued %d + in flight %d (= %d)",
+				t.Target, d.Due, d.ReplayedTotal(), d.Dropped(), d.Failed(), d.Queued, d.InFlight, sum))
 		}
 		if !s.Comparing {
 			continue
@@ -192,13 +263,19 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		ts.DroppedQueue = t.dropped[dropQueue].Load()
 		ts.DroppedRate = t.dropped[dropRate].Load()
 		ts.DroppedStopped = t.dropped[dropStopped].Load()
+		ts.DroppedMultiply = t.dropped[dropMultiply].Load()
 		ts.DroppedOverload = t.dropped[dropOverload].Load()
 		ts.FailedConnect = t.failed[failConnect].Load()
 		ts.FailedTimeout = t.failed[failTimeout].Load()
 		ts.FailedDrain = t.failed[failDrain].Load()
 		ts.FailedInvalid = t.failed[failInvalid].Load()
 		ts.FailedError = t.failed[failError].Load()
-		ts.Queued = uint64(t.queued())
+		ts.FailedResponseTooLarge = t.failed[failTooLarge].Load()
+		ts.DiscardedUnsolicited = t.discard[discardUnsolicited].Load()
+		ts.DiscardedClosed = t.discard[discardClosed].Load()
+		ts.Duplicates = t.dup.snapshot()
+		// The queue holds both; the duplicates in it are counted apart.
+		ts.Queued = uint64(max(int64(t.queued())-int64(ts.Duplicates.Queued), 0))
 		if n := t.inflight.Load(); n > 0 {
 			ts.InFlight = uint64(n)
 		}
@@ -208,5 +285,25 @@ func (s *Stats) Snapshot() StatsSnapshot {
 			ts.Awaiting = uint64(n)
 		}
 	}
+	return out
+}
+
+func (d *dupStats) snapshot() DuplicateSnapshot {
+	var out DuplicateSnapshot
+	out.Due = d.due.Load()
+	for c := range d.replayed {
+		out.Replayed[c] = d.replayed[c].Load()
+	}
+	out.DroppedQueue = d.dropped[dropQueue].Load()
+	out.DroppedRate = d.dropped[dropRate].Load()
+	out.DroppedStopped = d.dropped[dropStopped].Load()
+	out.FailedConnect = d.failed[failConnect].Load()
+	out.FailedTimeout = d.failed[failTimeout].Load()
+	out.FailedDrain = d.failed[failDrain].Load()
+	out.FailedInvalid = d.failed[failInvalid].Load()
+	out.FailedError = d.failed[failError].Load()
+	out.FailedResponseTooLarge = d.failed[failTooLarge].Load()
+	out.Queued = uint64(max(d.queued.Load(), 0))
+	out.InFlight = uint64(max(d.inflight.Load(), 0))
 	return out
 }

@@ -74,6 +74,7 @@ type htmlView struct {
 	NoiseFields            []htmlNoise
 	Examples               []htmlExample
 	DiffLogs               bool
+	FromPrometheus         bool
 	KindNames              []string
 }
 
@@ -106,7 +107,7 @@ type htmlDiff struct {
 func buildView(doc *verdict.Document, res *gate.Result, ex *Examples, opt Options) *htmlView {
 	v := &htmlView{Receivers: doc.Receivers, ExitStatus: res.ExitStatus, Reason: res.Reason,
 		Exchanges: res.Exchanges, Differing: res.Differing, DifferingPct: res.DifferingPct, Ignored: doc.Ignored,
-		MultiTarget: multiTarget(res), DiffLogs: opt.DiffLogs}
+		MultiTarget: multiTarget(res), DiffLogs: opt.DiffLogs, FromPrometheus: opt.FromPrometheus}
 	if !doc.Generated.IsZero() {
 		v.Generated = doc.Generated.UTC().Format("2006-01-02 15:04:05 UTC")
 	}
@@ -199,7 +200,11 @@ func criteriaLines(c gate.CriteriaJSON) []string {
 		out = append(out, fmt.Sprintf("--max %s=%s%%", k, strconv.FormatFloat(c.Max[k], 'f', -1, 64)))
 	}
 	if c.MaxLatencyRatio > 0 {
-		out = append(out, fmt.Sprintf("--max-latency-ratio %s at %s", strconv.FormatFloat(c.MaxLatencyRatio, 'f', -1, 64), quantileName(c.LatencyQuantile)))
+		l := fmt.Sprintf("--max-latency-ratio %s at %s", strconv.FormatFloat(c.MaxLatencyRatio, 'f', -1, 64), quantileName(c.LatencyQuantile))
+		if c.LatencySlack > 0 {
+			l += " with --latency-slack " + gate.FormatSeconds(c.LatencySlack)
+		}
+		out = append(out, l)
 	}
 	out = append(out, fmt.Sprintf("--min-exchanges %d", c.MinExchanges), fmt.Sprintf("--min-route-exchanges %d", c.MinRouteExchanges))
 	if c.RouteFilter != "" {

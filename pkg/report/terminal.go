@@ -17,6 +17,9 @@ type Options struct {
 	Routes   int  // routes listed in the terminal table; 0 = all
 	Worst    int  // worst routes shown with an example difference
 	DiffLogs bool // whether --diff-log files were given (to say how to get examples)
+	// FromPrometheus: the document was built from Prometheus, which has no
+	// noise fields or ignore rules.
+	FromPrometheus bool
 }
 
 // DefaultOptions are `shadowtap report`'s defaults.

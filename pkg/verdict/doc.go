@@ -15,5 +15,16 @@
 // --verdict-out. `shadowtap report` and `shadowtap verdict` read those.
 //
 // The engine never blocks replay: Submit hands an exchange to a bounded queue
-// and counts it uncompared (reason "busy") when the queue is full.
+// and counts it uncompared (reason "busy") when the queue is full. One Run
+// goroutine compares. For every target but the baseline, each exchange
+// handed over ends in exactly one of compared (by route) or uncompared (by
+// reason: busy, stopped, production's missing reason, or replay's own via
+// Uncompared), so the counts add up.
+//
+// Everything is bounded whatever the traffic: routes per target
+// (--max-routes, then "other"), latency series (the first LatencyRoutes
+// routes of a target, then "other"), noise fields per route, uncompared
+// reasons per target, the timeline (720 minutes), the diff log (lines per
+// route and kind per minute, bytes with one rotated file) and route labels
+// (256 bytes, valid UTF-8).
 package verdict

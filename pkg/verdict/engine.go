@@ -79,7 +79,8 @@ type Engine struct {
 	closed bool // guarded by intake: queue closed
 
 	runMu   sync.Mutex
-	ran     bool          // Run was called (or Close processed the queue itself)
+	ran     bool          // Run was called, or Close was (a later Run is an error)
+	running bool          // Run was called: runDone will be closed
 	runDone chan struct{} // closed when Run returns
 
 	procMu sync.Mutex // one exchange processed at a time
@@ -222,10 +223,16 @@ func parseIgnoreJSONPath(s string) (route, path string, err error) {
 		} else if !strings.HasPrefix(route, "/") {
 			return "", "", fmt.Errorf("%q: the route must be METHOD /path or /path", s)
 		}
+		if err := ValidateJSONPath(path); err != nil {
+			return "", "", fmt.Errorf("%q: %w", s, err)
+		}
 		return route, path, nil
 	}
 	if !strings.HasPrefix(s, "$") {
 		return "", "", fmt.Errorf("%q: want a JSON path ($.a.b) or ROUTE=$.a.b", s)
+	}
+	if err := ValidateJSONPath(s); err != nil {
+		return "", "", fmt.Errorf("%q: %w", s, err)
 	}
 	return "", s, nil
 }
@@ -260,6 +267,7 @@ func (e *Engine) isBaseline(a *Answer) bool {
 
 // countUncompared counts x uncompared for every target but the baseline.
 func (e *Engine) countUncompared(x *Exchange, reason string) {
+	defer x.done()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for i := range x.Answers {
@@ -327,7 +335,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		e.runMu.Unlock()
 		return errors.New("verdict: Run called twice or after Close")
 	}
-	e.ran = true
+	e.ran, e.running = true, true
 	e.runMu.Unlock()
 	defer close(e.runDone)
 	tick := time.NewTicker(time.Second)
@@ -366,12 +374,12 @@ func (e *Engine) Close(ctx context.Context) error {
 	e.intake.Unlock()
 
 	e.runMu.Lock()
-	ran := e.ran
+	running := e.running
 	e.ran = true // a later Run returns an error
 	e.runMu.Unlock()
 
 	var err error
-	if ran {
+	if running {
 		select {
 		case <-e.runDone:
 			// Run left on its context's end: what it left is not compared.
@@ -417,11 +425,11 @@ type shadowResult struct {
 // stoppedError says whether an answer's Error means shadowtap was stopping.
 func stoppedError(s string) bool { return s == "stopped" || s == "drain" }
 
-// compareOne compares production's response with an answer. It is the one
-// place that calls the comparison, so that CompareDetailed can replace
-// Compare here.
+// compareOne compares production's response with an answer: the one place
+// that calls the comparison.
 func compareOne(prod, other *Response, opt *CompareOptions) (diffs []Difference, bodyUnverified bool) {
-	return Compare(prod, other, opt), false
+	res := CompareDetailed(prod, other, opt)
+	return res.Diffs, res.BodyUnverified
 }
 
 // options returns the comparison options for a route template.
@@ -435,11 +443,12 @@ func (e *Engine) options(tmpl string, x *Exchange) CompareOptions {
 		}
 	}
 	return CompareOptions{IgnoreHeaders: e.ignoreHeaders, IgnoreJSONPaths: paths, Host: x.Host,
-		Method: x.Method, MaxPaths: e.cfg.MaxPaths}
+		Method: x.Method, MaxPaths: e.cfg.MaxPaths, Path: x.Path, RedactHeaders: e.redact}
 }
 
 // process compares one exchange and counts the results.
 func (e *Engine) process(x *Exchange) {
+	defer x.done()
 	e.procMu.Lock()
 	defer e.procMu.Unlock()
 	tmpl := e.router.Template(x.Method, x.Path)
@@ -701,6 +710,16 @@ func (t *targetState) countLegacy(prod, other *Response) {
 	}
 }
 
+// targetNames returns the targets' names, sorted; e.mu is held.
+func (e *Engine) targetNames() []string {
+	names := make([]string, 0, len(e.targets))
+	for n := range e.targets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
 // Document returns the current /verdict document.
 func (e *Engine) Document() *Document {
 	e.mu.Lock()
@@ -712,11 +731,7 @@ func (e *Engine) Document() *Document {
 		Ignored: Ignored{Headers: append([]string{}, e.ignoredList...),
 			JSONPaths: append([]string{}, e.cfg.IgnoreJSONPaths...), Baseline: e.cfg.Baseline},
 	}
-	names := make([]string, 0, len(e.targets))
-	for n := range e.targets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := e.targetNames()
 	for _, n := range names {
 		t := e.targets[n]
 		for reason, c := range t.uncompared {

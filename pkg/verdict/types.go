@@ -87,4 +87,18 @@ type Exchange struct {
 	Production        *Response
 	ProductionMissing string
 	Answers           []Answer
+	// Done, if set, is called once when the engine no longer needs the
+	// exchange: after comparing it, or when it is counted uncompared
+	// ("busy", "stopped"). Replay releases the bodies' share of
+	// --compare-budget then, so the budget covers the engine's queue too.
+	Done func()
+}
+
+// done calls x.Done once.
+func (x *Exchange) done() {
+	if x.Done != nil {
+		f := x.Done
+		x.Done = nil
+		f()
+	}
 }

@@ -1,14 +1,20 @@
-// Command demo is `make demo`: it brings the mirror lab up, starts a small
-// production app and a shadow app that differs from it on purpose, runs
-// shadowtap with XDP on the lab's receiver interface, drives a browsing mix
-// from the client namespace, shows live progress, and ends with a summary:
-// what shadowtap saw, replayed, filtered and dropped, and the shadow's status
-// codes next to production's. It cleans up after itself, on Ctrl-C too.
+// Command demo is `make demo`: it brings the mirror lab up, starts the lab's
+// production app, a shadow app that differs from it the way a migration does
+// (the cookie incident: Domain dropped from the session cookie; a route
+// answering 500; a dropped header; a changed JSON field; a slower route; and
+// key-order-only and compression-only changes that must not count) and a
+// baseline running production's code, runs shadowtap with XDP on the lab's
+// receiver interface, drives users from the client namespace, and ends the
+// way a migration team would: `shadowtap report` in the terminal,
+// `shadowtap verdict` as a canary pipeline runs it (its failing criteria and
+// exit status), and demo-report.html. It cleans up after itself, on Ctrl-C
+// too.
 package main
 
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,31 +23,45 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
-	"sort"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/shadowtap/shadowtap/pkg/verdict"
 	"github.com/shadowtap/shadowtap/testenv"
 )
 
 func main() {
 	bin := flag.String("bin", "bin/shadowtap", "shadowtap binary")
 	duration := flag.Duration("duration", 20*time.Second, "how long to drive traffic")
-	users := flag.Int("users", 8, "concurrent browsing users")
+	users := flag.Int("users", 8, "concurrent users")
+	htmlOut := flag.String("html", "demo-report.html", "where to write the HTML report")
 	flag.Parse()
-	if err := run(*bin, *duration, *users); err != nil {
+	if err := run(*bin, *duration, *users, *htmlOut); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-const appPort = 8080
+const (
+	appPort      = 8080
+	baselinePort = 8081
+)
 
-func run(bin string, duration time.Duration, users int) error {
+// gate is the canary pipeline's criteria the demo ends with. In the lab
+// every route answers within a millisecond, so the shadow's own few
+// milliseconds of replay make large ratios: --latency-slack asks for a
+// route to be 40ms slower too (the lab's slow route is 80ms slower).
+var gate = []string{"--max", "cookie=0", "--max", "status=0.5", "--max-latency-ratio", "2", "--latency-slack", "40ms",
+	"--min-exchanges", "200", "--min-route-exchanges", "20"}
+
+func run(bin string, duration time.Duration, users int, htmlOut string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if os.Geteuid() != 0 {
@@ -50,6 +70,11 @@ func run(bin string, duration time.Duration, users int) error {
 	if _, err := os.Stat(bin); err != nil {
 		return fmt.Errorf("%s: %w (run make build)", bin, err)
 	}
+	work, err := os.MkdirTemp("", "shadowtap-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
 
 	step("bringing the mirror lab up (client, prod, recv, shadow namespaces)")
 	lab, err := testenv.Up(ctx, testenv.Options{Name: testenv.UniqueName("stdemo")})
@@ -63,27 +88,32 @@ func run(bin string, duration time.Duration, users int) error {
 		}
 	}()
 
-	prodStats, shadowStats := newStatusLog(), newStatusLog()
-	for _, s := range []struct {
-		ns    string
-		log   *statusLog
-		isNew bool
-	}{{lab.ProdNS, prodStats, false}, {lab.ShadowNS, shadowStats, true}} {
-		ln, err := lab.Listen(s.ns, "tcp", fmt.Sprintf(":%d", appPort))
+	for _, a := range []struct {
+		ns   string
+		port int
+		kind testenv.AppKind
+	}{{lab.ProdNS, appPort, testenv.AppProduction}, {lab.ShadowNS, appPort, testenv.AppShadow}, {lab.ShadowNS, baselinePort, testenv.AppBaseline}} {
+		app, err := testenv.StartApp(ctx, lab, a.ns, fmt.Sprintf(":%d", a.port), a.kind)
 		if err != nil {
 			return err
 		}
-		srv := &http.Server{Handler: s.log.wrap(app(s.isNew)), ErrorLog: nil}
-		go srv.Serve(ln)
-		defer srv.Close()
+		defer app.Close()
 	}
-	step(fmt.Sprintf("production app on %s:%d, shadow app on %s:%d", lab.ProdAddr4, appPort, lab.ShadowAddr4, appPort))
+	step(fmt.Sprintf("production app on %s:%d; shadow (new stack) on %s:%d; baseline (old code) on %s:%d",
+		lab.ProdAddr4, appPort, lab.ShadowAddr4, appPort, lab.ShadowAddr4, baselinePort))
+	fmt.Println("    what the shadow does differently:")
+	for _, r := range testenv.AppRoutes() {
+		fmt.Printf("      %-20s %s\n", r.Route, r.Why)
+	}
 
 	metricsAddr := net.JoinHostPort(lab.RecvShadowAddr4.String(), "9464")
+	verdictFile, diffLog := filepath.Join(work, "verdict.json"), filepath.Join(work, "diff.jsonl")
 	args := []string{"run",
 		"--iface", lab.RecvIface, "--ports", strconv.Itoa(appPort),
 		"--vni", strconv.Itoa(int(lab.VNI)), "--source", lab.MirrorSourcePrefix().String(),
 		"--target", fmt.Sprintf("http://%s:%d", lab.ShadowAddr4, appPort),
+		"--baseline", fmt.Sprintf("http://%s:%d", lab.ShadowAddr4, baselinePort),
+		"--diff-log", diffLog, "--verdict-out", verdictFile,
 		"--metrics-addr", metricsAddr, "--log-interval", "5s",
 		"--pin-root", "/sys/fs/bpf/shadowtap-" + lab.Name, "--no-systemd", "--drain-timeout", "5s",
 	}
@@ -116,12 +146,12 @@ func run(bin string, duration time.Duration, users int) error {
 		return err
 	}
 
-	step(fmt.Sprintf("driving %d users for %s (pages, assets, API calls, search, logins, a CSV report)", users, duration))
+	step(fmt.Sprintf("driving %d users for %s over every route", users, duration))
 	driveCtx, cancelDrive := context.WithTimeout(ctx, duration)
 	defer cancelDrive()
-	client := newBrowser(lab, users)
+	var sent, failed atomic.Int64
 	done := make(chan struct{})
-	go func() { client.run(driveCtx, fmt.Sprintf("http://%s:%d", lab.ProdAddr4, appPort)); close(done) }()
+	go func() { drive(driveCtx, lab, users, &sent, &failed); close(done) }()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 progress:
@@ -133,24 +163,128 @@ progress:
 			return fmt.Errorf("shadowtap exited early: %v", err)
 		case <-tick.C:
 			m, _ := scrape.get()
-			fmt.Printf("progress: client sent %d requests | shadowtap parsed %.0f, replayed %.0f | shadow answered %d\n",
-				client.sent(), m.Get("shadowtap_http_requests_total"), m.Get("shadowtap_replay_replayed_total"), shadowStats.total())
+			fmt.Printf("progress: client sent %d | shadowtap parsed %.0f, replayed %.0f, compared %.0f, differing %.0f\n",
+				sent.Load(), m.Sum("shadowtap_http_requests_total"), m.Sum("shadowtap_replay_replayed_total"),
+				m.Sum(verdict.MetricCompared), m.Sum(verdict.MetricDiffering))
 		}
 	}
 	if ctx.Err() != nil {
 		return errors.New("interrupted")
 	}
-	step("traffic done; letting the last replays finish")
+	step("traffic done; letting the last replays finish, then stopping shadowtap (it writes --verdict-out)")
 	time.Sleep(2 * time.Second)
-	m, err := scrape.get()
-	if err != nil {
-		return fmt.Errorf("reading shadowtap's metrics: %w", err)
-	}
 	if err := stopShadowtap(); err != nil {
 		return fmt.Errorf("shadowtap: %w", err)
 	}
-	printSummary(client, m, prodStats, shadowStats)
+	fmt.Printf("client: %d requests sent, %d failed\n", sent.Load(), failed.Load())
+	if err := checkNotFlagged(verdictFile); err != nil {
+		fmt.Println("demo: WARNING:", err)
+	}
+
+	step("shadowtap report --from " + verdictFile + " --diff-log " + diffLog)
+	if _, err := shadowtap(bin, append([]string{"report", "--from", verdictFile, "--diff-log", diffLog}, gate...)...); err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(htmlOut)
+	if err != nil {
+		return err
+	}
+	if code, err := shadowtap(bin, append([]string{"report", "--from", verdictFile, "--diff-log", diffLog, "--html", abs}, gate...)...); err != nil || code != 0 {
+		return fmt.Errorf("writing %s: exit %d: %v", abs, code, err)
+	}
+
+	step("the canary gate: shadowtap verdict --from " + verdictFile + " " + strings.Join(gate, " "))
+	code, err := shadowtap(bin, append([]string{"verdict", "--from", verdictFile}, gate...)...)
+	if err != nil {
+		return err
+	}
+	meaning := map[int]string{0: "pass: raise the canary weight", 1: "fail: do not raise the weight", 2: "error", 3: "not enough data yet"}[code]
+	fmt.Printf("\nshadowtap verdict exit status: %d (%s)\n", code, meaning)
+	fmt.Printf("HTML report: %s (open it in a browser; it loads nothing from the network)\n", abs)
 	return nil
+}
+
+// drive sends users' keep-alive visits, each a few requests on random routes.
+func drive(ctx context.Context, lab *testenv.Lab, users int, sent, failed *atomic.Int64) {
+	routes := testenv.AppRoutes()
+	prod := testenv.HostPort(lab.ProdAddr4, appPort)
+	var wg sync.WaitGroup
+	for u := 0; u < users; u++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(u), 9))
+			for i := 0; ctx.Err() == nil; i++ {
+				var reqs []testenv.Request
+				for n := 2 + rng.IntN(6); n > 0; n-- {
+					reqs = append(reqs, routes[rng.IntN(len(routes))].Request(u*100000+i*10+n))
+				}
+				c, err := lab.KeepAlive(ctx, lab.ClientNS, prod, reqs...)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					failed.Add(int64(len(reqs)))
+				case c != nil:
+					sent.Add(int64(len(c.Exchanges)))
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Duration(20+rng.IntN(60)) * time.Millisecond):
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// checkNotFlagged says whether the routes whose shadow answers differ only
+// in JSON key order or compression came out without differences, as they
+// must.
+func checkNotFlagged(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading --verdict-out: %w", err)
+	}
+	var d verdict.Document
+	if err := json.Unmarshal(b, &d); err != nil {
+		return fmt.Errorf("reading --verdict-out: %w", err)
+	}
+	var clean, flagged []string
+	for _, r := range testenv.AppRoutes() {
+		if r.Kind != "" || r.Latency {
+			continue
+		}
+		for _, dr := range d.Routes {
+			if dr.Route != r.Route {
+				continue
+			}
+			if dr.Differing == 0 {
+				clean = append(clean, fmt.Sprintf("%s (%d exchanges)", r.Route, dr.Exchanges))
+			} else {
+				flagged = append(flagged, fmt.Sprintf("%s: %d of %d differ %v", r.Route, dr.Differing, dr.Exchanges, dr.Kinds))
+			}
+		}
+	}
+	fmt.Printf("not flagged, as they must not be (key order, compression only): %s\n", strings.Join(clean, ", "))
+	if len(flagged) > 0 {
+		return fmt.Errorf("flagged although only key order or compression differ: %s", strings.Join(flagged, "; "))
+	}
+	return nil
+}
+
+// shadowtap runs a shadowtap command with the demo's output and returns its
+// exit status.
+func shadowtap(bin string, args ...string) (int, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode(), nil
+	}
+	if err != nil {
+		return -1, fmt.Errorf("%s %s: %w", bin, args[0], err)
+	}
+	return 0, nil
 }
 
 func step(s string) { fmt.Printf("==> %s\n", s) }
@@ -185,245 +319,6 @@ func waitReady(ctx context.Context, s *scraper, exited <-chan error) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// statusLog counts the status codes an app answered, by route.
-type statusLog struct {
-	mu     sync.Mutex
-	counts map[string]map[int]int
-}
-
-func newStatusLog() *statusLog { return &statusLog{counts: map[string]map[int]int{}} }
-
-func (s *statusLog) wrap(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := &statusRecorder{ResponseWriter: w, status: 200}
-		defer func() {
-			if p := recover(); p != nil {
-				rec.status = 599
-				http.Error(w, fmt.Sprint(p), http.StatusInternalServerError)
-			}
-			s.mu.Lock()
-			route := routeOf(r.Method, r.URL.Path)
-			if s.counts[route] == nil {
-				s.counts[route] = map[int]int{}
-			}
-			s.counts[route][rec.status]++
-			s.mu.Unlock()
-		}()
-		h.ServeHTTP(rec, r)
-	})
-}
-
-func (s *statusLog) total() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, c := range s.counts {
-		for _, v := range c {
-			n += v
-		}
-	}
-	return n
-}
-
-func (s *statusLog) get(route string) map[int]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := map[int]int{}
-	for k, v := range s.counts[route] {
-		out[k] = v
-	}
-	return out
-}
-
-func (s *statusLog) routes() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var r []string
-	for k := range s.counts {
-		r = append(r, k)
-	}
-	return r
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	r.status = code
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func routeOf(method, path string) string {
-	parts := strings.SplitN(strings.TrimPrefix(path, "/"), "/", 3)
-	switch parts[0] {
-	case "product", "static":
-		path = "/" + parts[0] + "/…"
-	case "api":
-		path = "/api/items/…"
-	}
-	return method + " " + path
-}
-
-// browser is the client side: users with a browsing mix, half of them on
-// keep-alive connections, half opening a new connection per request.
-type browser struct {
-	clients []*http.Client
-	mu      sync.Mutex
-	count   int
-	errs    int
-}
-
-func newBrowser(lab *testenv.Lab, users int) *browser {
-	b := &browser{}
-	for i := 0; i < users; i++ {
-		tr := &http.Transport{DialContext: lab.DialContext(lab.ClientNS), DisableKeepAlives: i%2 == 1, MaxIdleConnsPerHost: 2}
-		b.clients = append(b.clients, &http.Client{
-			Transport:     tr,
-			Timeout:       10 * time.Second,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		})
-	}
-	return b
-}
-
-func (b *browser) sent() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.count
-}
-
-func (b *browser) run(ctx context.Context, base string) {
-	var wg sync.WaitGroup
-	for i, c := range b.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), 7))
-			for ctx.Err() == nil {
-				b.visit(ctx, c, base, rng)
-				select {
-				case <-ctx.Done():
-				case <-time.After(time.Duration(20+rng.IntN(60)) * time.Millisecond):
-				}
-			}
-		}()
-	}
-	wg.Wait()
-}
-
-func (b *browser) visit(ctx context.Context, c *http.Client, base string, rng *rand.Rand) {
-	var method, path, body string
-	switch n := rng.IntN(100); {
-	case n < 15:
-		method, path = "GET", "/"
-	case n < 35:
-		method, path = "GET", fmt.Sprintf("/product/%d", rng.IntN(50))
-	case n < 55:
-		method, path = "GET", []string{"/static/site.css", "/static/app.js"}[rng.IntN(2)]
-	case n < 60:
-		method, path = "GET", "/static/logo.png"
-	case n < 80:
-		method, path = "GET", fmt.Sprintf("/api/items/%d", rng.IntN(100))
-	case n < 88:
-		method, path = "GET", "/search?q=shoes"
-	case n < 92:
-		method, path, body = "POST", "/login", `{"user":"alice","password":"hunter2"}`
-	case n < 95:
-		method, path = "GET", "/report.csv"
-	default:
-		method, path = "HEAD", "/"
-	}
-	req, _ := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
-	req.Header.Set("User-Agent", "shadowtap-demo/1")
-	req.Header.Set("Cookie", "session=demo-secret")
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.Do(req)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err != nil {
-		if ctx.Err() == nil {
-			b.errs++
-		}
-		return
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	b.count++
-}
-
-func printSummary(b *browser, m testenv.Metrics, prod, shadow *statusLog) {
-	fmt.Println()
-	fmt.Println("==================== shadowtap demo summary ====================")
-	fmt.Printf("client requests to production      %8d (errors %d)\n", b.sent(), b.errs)
-	fmt.Printf("mirror packets seen by XDP         %8.0f (emitted %0.f, lost %0.f)\n",
-		m.Get("shadowtap_capture_packets_total"), m.Get("shadowtap_capture_packets_total", "outcome", "emit"), m.Get("shadowtap_capture_packets_total", "outcome", "lost_ringbuf"))
-	const filtered = "shadowtap_replay_filtered_total"
-	fmt.Printf("requests rebuilt by shadowtap      %8.0f\n", m.Get("shadowtap_http_requests_total"))
-	fmt.Printf("  replayed to the shadow           %8.0f\n", m.Get("shadowtap_replay_replayed_total"))
-	fmt.Printf("  filtered (method or path)        %8.0f\n", m.Get(filtered, "reason", "method")+m.Get(filtered, "reason", "path"))
-	fmt.Printf("  sampled out                      %8.0f\n", m.Get(filtered, "reason", "sampled_out"))
-	fmt.Printf("  too large                        %8.0f\n", m.Get(filtered, "reason", "too_large"))
-	fmt.Printf("  dropped (queue full, rate)       %8.0f\n", m.Get("shadowtap_replay_dropped_total"))
-	fmt.Printf("  failed (connect, timeout)        %8.0f\n", m.Get("shadowtap_replay_failed_total"))
-	fmt.Println()
-	fmt.Printf("%-22s %-28s %-28s\n", "route", "production answered", "shadow answered")
-	routes := prod.routes()
-	sort.Strings(routes)
-	for _, r := range routes {
-		p, s := prod.get(r), shadow.get(r)
-		mark := ""
-		switch {
-		case len(s) == 0:
-			mark = "  (not replayed)"
-		case fmtCodes(p) != fmtCodes(s):
-			mark = "  <- differs"
-		}
-		fmt.Printf("%-22s %-28s %-28s%s\n", r, fmtCodes(p), fmtCodes(s), mark)
-	}
-	fmt.Println()
-	fmt.Println("shadowtap's own comparison (production's mirrored answer vs the shadow's):")
-	var pairs []string
-	for _, c := range m {
-		if c.Name != "shadowtap_replay_compare_total" || c.Value == 0 {
-			continue
-		}
-		prodClass, shadowClass := c.Labels["production"], c.Labels["shadow"]
-		mark := ""
-		if prodClass != shadowClass {
-			mark = "  <- differs"
-		}
-		pairs = append(pairs, fmt.Sprintf("  production %-5s shadow %-5s %8.0f%s", prodClass, shadowClass, c.Value, mark))
-	}
-	sort.Strings(pairs)
-	for _, p := range pairs {
-		fmt.Println(p)
-	}
-	fmt.Printf("  status differs %.0f times, body length differs %.0f times\n",
-		m.Get("shadowtap_replay_mismatch_total", "kind", "status"), m.Get("shadowtap_replay_mismatch_total", "kind", "body_length"))
-	fmt.Println()
-	fmt.Println("POST /login is not replayed: by default only GET, HEAD and OPTIONS reach the shadow.")
-}
-
-func fmtCodes(c map[int]int) string {
-	if len(c) == 0 {
-		return "-"
-	}
-	var keys []int
-	for k := range c {
-		keys = append(keys, k)
-	}
-	sort.Ints(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%d×%d", k, c[k]))
-	}
-	return strings.Join(parts, " ")
 }
 
 // scraper reads shadowtap's metrics from inside the receiver namespace.
