@@ -62,7 +62,7 @@ const (
 	pressureLow      = 0.25
 	pressureDecrease = 0.7
 
-	sessionSets = 1 << 14         // remembered sessions: 4-way sets by hash (1.5 MiB, allocated on the first overload)
+	sessionSets = 1 << 14         // remembered sessions: 4-way sets by hash (64 Ki sessions, 2 MiB, allocated on the first overload)
 	sessionWays = 4               //
 	sessionIdle = 2 * time.Second // a session idle this long is decided anew
 	shedHold    = 5 * time.Second // a shed session under way is decided anew after this long
