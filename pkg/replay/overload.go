@@ -23,9 +23,9 @@ import (
 // queue passes the high-water mark. From then on, every overloadInterval,
 // it is set to what the slowest target answers divided by what arrives
 // (both rates smoothed over a few intervals), corrected by the queue's
-// distance to its target fill
-// (above it, less is admitted so the queue drains; below it, more, so the
-// fraction grows back as long as the shadow keeps up), and smoothed. It
+// distance to its target fill (above it, less is admitted so the queue
+// drains; below it, more, so the fraction grows back as long as the shadow
+// keeps up), and smoothed (not when the queue is about to overflow). It
 // returns to 1 (and control ends) once the fraction is back to 1 with the
 // queues below the low-water mark. A change of the fraction moves the
 // boundary between admitted and shed keys a little: nothing flaps.
@@ -40,9 +40,9 @@ import (
 // most, so a key that never pauses is not kept out for ever), so no
 // session is replayed from its middle; an admitted one stays admitted
 // until the fraction falls sessionBand below its position. Sessions are
-// remembered only during control and for sessionIdle after it ends. Shed requests are counted
-// dropped "overload" for every target; the fraction is exported as
-// shadowtap_replay_admitted_ratio.
+// remembered only during control and for sessionIdle after it ends. Shed
+// requests are counted dropped "overload" for every target; the fraction
+// is exported as shadowtap_replay_admitted_ratio.
 const (
 	overloadInterval = 25 * time.Millisecond
 	overloadHigh     = 0.5    // queue fill at which control starts
@@ -63,7 +63,7 @@ const (
 	pressureDecrease = 0.7
 
 	sessionSets = 1 << 14         // remembered sessions: 4-way sets by hash (64 Ki sessions, 2 MiB, allocated on the first overload)
-	sessionWays = 4               //
+	sessionWays = 4               // sessions a set holds; the least recently seen is replaced
 	sessionIdle = 2 * time.Second // a session idle this long is decided anew
 	shedHold    = 5 * time.Second // a shed session under way is decided anew after this long
 	sessionBand = 0.15            // an admitted session stays admitted down to this much below its position
