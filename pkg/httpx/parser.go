@@ -47,6 +47,8 @@ type half struct {
 	bodyHash uint64 // FNV-1a 64 of the response body so far, once it is longer than ResponseBodyKeep
 	hashing  bool   // the body went beyond ResponseBodyKeep: bodyHash is running
 	tooLarge bool
+	skipBody bool // request: the body is measured, not kept (unwanted, or over the budget)
+	overBdgt bool // request: the body went beyond the body budget
 	chunked  bool
 	cr       bool   // CR seen (chunk end, chunk-size line)
 	csDigits int    // chunk-size digits
@@ -137,6 +139,7 @@ func (p *half) begin(ts uint64) {
 	}
 	p.st, p.head, p.nl, p.early, p.resume = stHead, false, 0, 0, 0
 	p.remain, p.bodyLen, p.tooLarge, p.chunked, p.cr = 0, 0, false, false, false
+	p.skipBody, p.overBdgt = false, false
 	p.bodyHash, p.hashing = 0, false
 	p.last = ts
 }
@@ -478,6 +481,12 @@ func (p *half) framed(fr framing, ts uint64) {
 	} else {
 		p.m.Head, p.m.Fields = p.b.head, p.b.fields
 		p.upgrade = fr.upgrade
+		if d := p.c.f.decider; d != nil {
+			// Decided at the head: a body that will not be used is
+			// measured as it comes, never kept.
+			p.ex.Conn = p.c.key
+			p.skipBody = !d.WantBody(p.ex)
+		}
 		switch {
 		case fr.chunked:
 			p.chunked = true
@@ -506,10 +515,24 @@ func (p *half) appendBody(b []byte) {
 	}
 	if p.bodyLen > p.c.f.cfg.MaxBodyBytes {
 		p.tooLarge = true
-		p.b.body = p.b.body[:0]
+		p.dropBody()
 		return
 	}
-	if p.resp {
+	if !p.resp {
+		switch {
+		case p.skipBody:
+			if !p.overBdgt {
+				p.c.n.bodySkippedBytes += uint64(len(b))
+			}
+			return
+		case !p.ex.holdBody(p.c.f.cfg.BodyBudget, int64(len(b))):
+			// Beyond the process's budget for held bodies: the
+			// body is dropped, the rest measured.
+			p.skipBody, p.overBdgt = true, true
+			p.dropBody()
+			return
+		}
+	} else {
 		keep := p.c.f.cfg.ResponseBodyKeep
 		if keep == 0 {
 			return // measured, not kept
@@ -526,6 +549,20 @@ func (p *half) appendBody(b []byte) {
 		}
 	}
 	p.b.body = append(p.b.body, b...)
+}
+
+// dropBody forgets the body kept so far: its buffer, when larger than the
+// pool keeps, goes to the GC, and a request's share of the body budget is
+// given back.
+func (p *half) dropBody() {
+	if cap(p.b.body) > maxPooledBuf {
+		p.b.body = nil
+	} else {
+		p.b.body = p.b.body[:0]
+	}
+	if !p.resp {
+		p.ex.unholdBody()
+	}
 }
 
 func (p *half) bodyBytes(b []byte, ts uint64) []byte {
@@ -648,8 +685,15 @@ func (p *half) complete(ts uint64) {
 	}
 	r := &ex.Req
 	r.End, r.Body, r.Chunked, r.TooLarge = ts, body, p.chunked, p.tooLarge
-	if p.tooLarge {
+	r.BodyLen, r.OverBudget = p.bodyLen, p.overBdgt && !p.tooLarge
+	r.BodySkipped = p.skipBody && !p.overBdgt
+	switch {
+	case p.tooLarge:
 		p.c.f.stats.reqTooLarge.Add(1)
+	case r.OverBudget:
+		p.c.n.overBudget++
+	case r.BodySkipped && p.bodyLen > 0:
+		p.c.n.bodySkipped++
 	}
 	p.c.requestDone(ex, p.pairable)
 }
