@@ -63,7 +63,7 @@ func TestHeadDecider(t *testing.T) {
 	}{
 		{
 			name: "unwanted bodies measured", budget: 1 << 20,
-			in:   []string{post("/drop/1", k10), chunkedPost("/drop/2", k10), get("/drop/3")},
+			in: []string{post("/drop/1", k10), chunkedPost("/drop/2", k10), get("/drop/3")},
 			want: []string{
 				"/drop/1 body=0 len=10240 skipped=true over=false toolarge=false",
 				"/drop/2 body=0 len=10240 skipped=true over=false toolarge=false",

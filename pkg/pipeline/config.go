@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/shadowtap/shadowtap/pkg/capture"
+	"github.com/shadowtap/shadowtap/pkg/httpx"
 	"github.com/shadowtap/shadowtap/pkg/replay"
 	"github.com/shadowtap/shadowtap/pkg/verdict"
 )
@@ -57,6 +58,7 @@ type Config struct {
 	MaxHeaderBytes int
 	MaxBodyBytes   int64
 	IdleTimeout    time.Duration
+	BodyBudget     int64 // --body-budget: request body bytes held across the process (parser and replay queues)
 
 	// Replay.
 	Targets      []string
@@ -68,6 +70,7 @@ type Config struct {
 	MaxRPS       float64
 	MaxInflight  int
 	Queue        int
+	QueueBytes   int64 // --queue-bytes: per-target request body bytes queued
 	Timeout      time.Duration
 	SetHeaders   []string
 	DropHeaders  []string
@@ -117,11 +120,13 @@ func Defaults() Config {
 		MaxHeaderBytes: 64 << 10,
 		MaxBodyBytes:   16 << 20,
 		IdleTimeout:    2 * time.Minute,
+		BodyBudget:     httpx.DefaultBodyBudget,
 		Methods:        replay.DefaultMethods(),
 		Sample:         100,
 		SampleKey:      replay.DefaultSampleKey,
 		MaxInflight:    replay.DefaultMaxInflight,
 		Queue:          replay.DefaultQueue,
+		QueueBytes:     replay.DefaultQueueBytes,
 		Timeout:        replay.DefaultTimeout,
 
 		MaxRoutes:        500,
@@ -194,6 +199,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxHeaderBytes < 256 || c.MaxBodyBytes < 0 {
 		return errors.New("--max-header-bytes must be at least 256 and --max-body-bytes not negative")
+	}
+	if c.BodyBudget < 1 || c.QueueBytes < 1 {
+		return fmt.Errorf("--body-budget %d, --queue-bytes %d: want at least 1 byte each", c.BodyBudget, c.QueueBytes)
 	}
 	if err := c.validateCompare(); err != nil {
 		return err
