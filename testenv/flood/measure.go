@@ -1,0 +1,112 @@
+package flood
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/shadowtap/shadowtap/testenv"
+)
+
+// Report is one flood measured against a running shadowtap.
+type Report struct {
+	Spec Spec
+	Sent Result
+	// PeakRSS is the highest RSS sampled (every 50 ms) from the start of
+	// the warm-up to the end of the settle time.
+	PeakRSS uint64
+	// Steady replays per second the shadow received from the steady
+	// connection in the warm-up before the flood, and during it.
+	SteadyBefore, SteadyDuring float64
+	// SteadyDuringCount is the steady connection's replays during the flood.
+	SteadyDuringCount uint64
+	// Others is the other requests the shadow received during the flood
+	// and the settle time.
+	Others uint64
+}
+
+// Measure runs one flood against the shadowtap process p, whose replays go
+// to sh, while the steady connection (Sender.Steady, started by the
+// caller) runs: warm, the flood, then settle.
+func Measure(ctx context.Context, snd *Sender, sh *Shadow, p Proc, spec Spec, warm, settle time.Duration) (Report, error) {
+	rep := Report{Spec: spec}
+	w := WatchPeak(p, 50*time.Millisecond)
+	b0 := sh.Steady()
+	if err := sleep(ctx, warm); err != nil {
+		w.Stop()
+		return rep, err
+	}
+	b1, o1 := sh.Steady(), sh.Others()
+	rep.SteadyBefore = float64(b1-b0) / warm.Seconds()
+	if spec.Kind == Heads {
+		sh.SetHeadBytes(int64(spec.HeadBytes))
+		defer sh.SetHeadBytes(0)
+	}
+	res, err := snd.Run(ctx, spec)
+	rep.Sent = res
+	b2 := sh.Steady()
+	rep.SteadyDuringCount = b2 - b1
+	if res.Elapsed > 0 {
+		rep.SteadyDuring = float64(b2-b1) / res.Elapsed.Seconds()
+	}
+	if err == nil {
+		err = sleep(ctx, settle)
+	}
+	rep.Others = sh.Others() - o1
+	peak, werr := w.Stop()
+	rep.PeakRSS = peak
+	if err != nil {
+		return rep, fmt.Errorf("flood %s: %w", spec.Kind, err)
+	}
+	if werr != nil {
+		return rep, fmt.Errorf("flood %s: watching shadowtap: %w", spec.Kind, werr)
+	}
+	return rep, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// What says what the flood sent, for a report.
+func (r Report) What() string {
+	switch r.Spec.Kind {
+	case Flows:
+		return fmt.Sprintf("%d distinct flows (SYN + one segment)", r.Sent.Flows)
+	case Bodies:
+		return fmt.Sprintf("%d GETs with %d MiB bodies on %d connections, never answered", r.Sent.Requests, r.Spec.BodyBytes>>20, r.Spec.Conns)
+	case Heads:
+		return fmt.Sprintf("%d GETs, the shadow answering with %d MiB heads", r.Sent.Requests, r.Spec.HeadBytes>>20)
+	case Random:
+		return fmt.Sprintf("%d VXLAN frames of random bytes", r.Sent.Sent())
+	}
+	return string(r.Spec.Kind)
+}
+
+// Sum adds the series of name in m whose labels include match (label,
+// value pairs); 0 when none does (for reports, not for checks).
+func Sum(m testenv.Metrics, name string, match ...string) float64 {
+	var v float64
+	for _, s := range m {
+		if s.Name != name {
+			continue
+		}
+		ok := true
+		for i := 0; i+1 < len(match); i += 2 {
+			if s.Labels[match[i]] != match[i+1] {
+				ok = false
+			}
+		}
+		if ok {
+			v += s.Value
+		}
+	}
+	return v
+}
