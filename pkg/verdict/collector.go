@@ -1,7 +1,6 @@
 package verdict
 
 import (
-	"sort"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -96,11 +95,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 
 	e := c.e
 	e.mu.Lock()
-	names := make([]string, 0, len(e.targets))
-	for n := range e.targets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := e.targetNames()
 	for _, n := range names {
 		t := e.targets[n]
 		noise := make(map[Kind]uint64)

@@ -710,6 +710,16 @@ func (t *targetState) countLegacy(prod, other *Response) {
 	}
 }
 
+// targetNames returns the targets' names, sorted; e.mu is held.
+func (e *Engine) targetNames() []string {
+	names := make([]string, 0, len(e.targets))
+	for n := range e.targets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
 // Document returns the current /verdict document.
 func (e *Engine) Document() *Document {
 	e.mu.Lock()
@@ -721,11 +731,7 @@ func (e *Engine) Document() *Document {
 		Ignored: Ignored{Headers: append([]string{}, e.ignoredList...),
 			JSONPaths: append([]string{}, e.cfg.IgnoreJSONPaths...), Baseline: e.cfg.Baseline},
 	}
-	names := make([]string, 0, len(e.targets))
-	for n := range e.targets {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := e.targetNames()
 	for _, n := range names {
 		t := e.targets[n]
 		for reason, c := range t.uncompared {
