@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"testing"
 )
 
 // Sample is one series of a Prometheus text exposition.
@@ -46,16 +47,34 @@ func ParseMetrics(r io.Reader) (Metrics, error) {
 	return out, nil
 }
 
-// Get adds every series of the metric name whose labels include all of
-// match (label, value pairs).
-func (m Metrics) Get(name string, match ...string) float64 {
-	var total float64
+// Lookup adds every series of the metric name whose labels include all of
+// match (label, value pairs); ok is false when no series matches.
+func (m Metrics) Lookup(name string, match ...string) (total float64, ok bool) {
 	for _, s := range m {
 		if s.Name == name && hasLabels(s.Labels, match) {
 			total += s.Value
+			ok = true
 		}
 	}
-	return total
+	return total, ok
+}
+
+// Sum is Lookup's total, 0 when no series matches: for reports (the demo,
+// the benchmark) that check the names they need with Has. Tests use Get.
+func (m Metrics) Sum(name string, match ...string) float64 {
+	v, _ := m.Lookup(name, match...)
+	return v
+}
+
+// Get is Lookup for tests: a series that is not there fails the test at
+// once, so that a renamed or vanished metric cannot pass a check for zero.
+func (m Metrics) Get(t testing.TB, name string, match ...string) float64 {
+	t.Helper()
+	v, ok := m.Lookup(name, match...)
+	if !ok {
+		t.Fatalf("no series %s%q in the scrape (renamed or not exported?)", name, match)
+	}
+	return v
 }
 
 // Has reports whether any series of the metric name has all of match.

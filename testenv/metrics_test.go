@@ -30,13 +30,32 @@ weird_label{a="x\"y,z}",b="\\"} +Inf
 		{"shadowtap_replay_replayed_total", nil, 249995},
 		{"shadowtap_replay_replayed_total", []string{"class", "5xx"}, 5},
 		{"shadowtap_replay_inflight", nil, 1},
-		{"shadowtap_absent", nil, 0},
 	} {
-		if got := m.Get(c.name, c.match...); got != c.want {
+		if got := m.Get(t, c.name, c.match...); got != c.want {
 			t.Errorf("Get(%s, %v) = %v, want %v", c.name, c.match, got, c.want)
 		}
+		if got, ok := m.Lookup(c.name, c.match...); got != c.want || !ok {
+			t.Errorf("Lookup(%s, %v) = %v, %v; want %v, true", c.name, c.match, got, ok, c.want)
+		}
 	}
-	if !m.Has("weird_label", "a", `x"y,z}`, "b", `\`) || !math.IsInf(m.Get("weird_label"), 1) {
+	// A series that is not there is not a zero.
+	for _, c := range [][]string{{"shadowtap_absent"}, {"shadowtap_replay_replayed_total", "class", "4xx"}} {
+		if got, ok := m.Lookup(c[0], c[1:]...); ok || got != 0 {
+			t.Errorf("Lookup(%q) = %v, %v; want 0, false", c, got, ok)
+		}
+		if m.Sum(c[0], c[1:]...) != 0 {
+			t.Errorf("Sum(%q) != 0", c)
+		}
+		ft := &fatalRecorder{TB: t}
+		func() {
+			defer func() { recover() }()
+			m.Get(ft, c[0], c[1:]...)
+		}()
+		if !ft.failed {
+			t.Errorf("Get(%q) of a missing series did not fail the test", c)
+		}
+	}
+	if !m.Has("weird_label", "a", `x"y,z}`, "b", `\`) || !math.IsInf(m.Get(t, "weird_label"), 1) {
 		t.Errorf("escaped labels or +Inf not parsed: %+v", m[len(m)-1])
 	}
 	if m.Has("shadowtap_absent") || m.Has("shadowtap_replay_replayed_total", "class", "4xx") {
@@ -56,4 +75,18 @@ weird_label{a="x\"y,z}",b="\\"} +Inf
 			t.Errorf("%q accepted", bad)
 		}
 	}
+}
+
+// fatalRecorder records a Fatalf instead of failing the real test; it
+// panics to stop the caller as Fatalf would (recovered by the caller).
+type fatalRecorder struct {
+	testing.TB
+	failed bool
+}
+
+func (f *fatalRecorder) Helper() {}
+
+func (f *fatalRecorder) Fatalf(string, ...any) {
+	f.failed = true
+	panic("fatal")
 }

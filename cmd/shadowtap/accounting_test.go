@@ -16,10 +16,10 @@ import (
 
 // ended is the number of requests that reached a final outcome for target:
 // answered, dropped or failed.
-func ended(m testenv.Metrics, target string) float64 {
-	return m.Get("shadowtap_replay_replayed_total", "target", target) +
-		m.Get("shadowtap_replay_dropped_total", "target", target) +
-		m.Get("shadowtap_replay_failed_total", "target", target)
+func ended(t testing.TB, m testenv.Metrics, target string) float64 {
+	return m.Get(t, "shadowtap_replay_replayed_total", "target", target) +
+		m.Get(t, "shadowtap_replay_dropped_total", "target", target) +
+		m.Get(t, "shadowtap_replay_failed_total", "target", target)
 }
 
 // waitEnded waits until the parser has produced sent requests, the replay
@@ -28,11 +28,12 @@ func ended(m testenv.Metrics, target string) float64 {
 func waitEnded(p *proc, sent float64, targets ...string) testenv.Metrics {
 	p.t.Helper()
 	return p.waitMetrics(fmt.Sprintf("%v requests parsed and ended", sent), func(m testenv.Metrics) bool {
-		if m.Get("shadowtap_http_requests_total") < sent || m.Get("shadowtap_replay_requests_total") < sent || !settled(m) {
+		t := p.t
+		if m.Get(t, "shadowtap_http_requests_total") < sent || m.Get(t, "shadowtap_replay_requests_total") < sent || !settled(t, m) {
 			return false
 		}
-		for _, t := range targets {
-			if ended(m, t) < m.Get("shadowtap_replay_accepted_total") {
+		for _, tg := range targets {
+			if ended(t, m, tg) < m.Get(t, "shadowtap_replay_accepted_total") {
 				return false
 			}
 		}
@@ -46,18 +47,18 @@ func waitEnded(p *proc, sent float64, targets ...string) testenv.Metrics {
 //	parsed = replayed + filtered + sampled out + too large + dropped + failed.
 func checkIdentity(t *testing.T, m testenv.Metrics, sent float64, targets ...string) {
 	t.Helper()
-	parsed := m.Get("shadowtap_http_requests_total")
+	parsed := m.Get(t, "shadowtap_http_requests_total")
 	if parsed != sent {
 		t.Errorf("parsed %v requests, the clients sent %v", parsed, sent)
 	}
-	if got := m.Get("shadowtap_replay_requests_total"); got != parsed {
+	if got := m.Get(t, "shadowtap_replay_requests_total"); got != parsed {
 		t.Errorf("the replay stage took %v requests, the parser produced %v", got, parsed)
 	}
-	filtered := func(reason string) float64 { return m.Get("shadowtap_replay_filtered_total", "reason", reason) }
+	filtered := func(reason string) float64 { return m.Get(t, "shadowtap_replay_filtered_total", "reason", reason) }
 	for _, tg := range targets {
-		replayed := m.Get("shadowtap_replay_replayed_total", "target", tg)
-		dropped := m.Get("shadowtap_replay_dropped_total", "target", tg)
-		failed := m.Get("shadowtap_replay_failed_total", "target", tg)
+		replayed := m.Get(t, "shadowtap_replay_replayed_total", "target", tg)
+		dropped := m.Get(t, "shadowtap_replay_dropped_total", "target", tg)
+		failed := m.Get(t, "shadowtap_replay_failed_total", "target", tg)
 		sum := replayed + filtered("method") + filtered("path") + filtered("sampled_out") + filtered("too_large") + dropped + failed
 		if sum != parsed {
 			t.Errorf("target %s: parsed %v != replayed %v + filtered by method %v + by path %v + sampled out %v + too large %v + dropped %v + failed %v (= %v)",
@@ -118,23 +119,23 @@ func TestAccountingIdentity(t *testing.T) {
 
 	// Every outcome happened, so the identity covered them all.
 	for _, reason := range []string{"method", "path", "sampled_out", "too_large"} {
-		if m.Get("shadowtap_replay_filtered_total", "reason", reason) == 0 {
+		if m.Get(t, "shadowtap_replay_filtered_total", "reason", reason) == 0 {
 			t.Errorf("no request filtered as %s: the load does not exercise it", reason)
 		}
 	}
-	if got := m.Get("shadowtap_replay_filtered_total", "reason", "method"); got != users {
+	if got := m.Get(t, "shadowtap_replay_filtered_total", "reason", "method"); got != users {
 		t.Errorf("filtered by method: %v, want %v (the POSTs)", got, users)
 	}
-	if got := m.Get("shadowtap_replay_filtered_total", "reason", "path"); got != users/4 {
+	if got := m.Get(t, "shadowtap_replay_filtered_total", "reason", "path"); got != users/4 {
 		t.Errorf("filtered by path: %v, want %v", got, users/4)
 	}
-	if m.Get("shadowtap_replay_replayed_total", "target", up) == 0 {
+	if m.Get(t, "shadowtap_replay_replayed_total", "target", up) == 0 {
 		t.Error("nothing replayed to the healthy target")
 	}
-	if f, a := m.Get("shadowtap_replay_failed_total", "target", down, "reason", "connect"), m.Get("shadowtap_replay_accepted_total"); f != a || a == 0 {
+	if f, a := m.Get(t, "shadowtap_replay_failed_total", "target", down, "reason", "connect"), m.Get(t, "shadowtap_replay_accepted_total"); f != a || a == 0 {
 		t.Errorf("the target that is down: %v connect failures, want every accepted request (%v)", f, a)
 	}
-	if d, f := m.Get("shadowtap_replay_dropped_total", "target", up), m.Get("shadowtap_replay_failed_total", "target", up); d+f != 0 {
+	if d, f := m.Get(t, "shadowtap_replay_dropped_total", "target", up), m.Get(t, "shadowtap_replay_failed_total", "target", up); d+f != 0 {
 		t.Errorf("the healthy target: %v dropped, %v failed; want none", d, f)
 	}
 
@@ -156,10 +157,10 @@ func TestAccountingIdentity(t *testing.T) {
 			t.Errorf("user u%d: %d of %d pages replayed; sampling must keep a user's session whole", u, n, pages)
 		}
 	}
-	if tl := m.Get("shadowtap_replay_filtered_total", "reason", "too_large"); tl != float64(in) {
+	if tl := m.Get(t, "shadowtap_replay_filtered_total", "reason", "too_large"); tl != float64(in) {
 		t.Errorf("too large: %v, want one per user in the sample (%d)", tl, in)
 	}
-	if sampled := m.Get("shadowtap_replay_filtered_total", "reason", "sampled_out"); sampled != float64((users-in)*(pages+1)) {
+	if sampled := m.Get(t, "shadowtap_replay_filtered_total", "reason", "sampled_out"); sampled != float64((users-in)*(pages+1)) {
 		t.Errorf("sampled out: %v, want %d (pages and uploads of the %d users outside the sample)", sampled, (users-in)*(pages+1), users-in)
 	}
 
@@ -255,28 +256,28 @@ func TestShadowDownOrSlow(t *testing.T) {
 				sent := float64((round + 1) * clients * perClient)
 				m := waitEnded(p, sent, target)
 				checkIdentity(t, m, sent, target)
-				if lost := m.Get("shadowtap_capture_packets_total", "outcome", "lost_ringbuf"); lost != 0 {
+				if lost := m.Get(t, "shadowtap_capture_packets_total", "outcome", "lost_ringbuf"); lost != 0 {
 					t.Errorf("round %d: %v events lost in the ring buffer: capture did not keep up", round, lost)
 				}
 				// The slow shadow does answer, after 2 s: on a loaded machine
 				// an answer may beat the 500 ms timer, so only "down" is
 				// sure to answer nothing.
-				if got := m.Get("shadowtap_replay_replayed_total"); !tc.slow && got != 0 {
+				if got := m.Get(t, "shadowtap_replay_replayed_total"); !tc.slow && got != 0 {
 					t.Errorf("round %d: %v requests counted as answered by a shadow that is down", round, got)
 				}
-				if got := m.Get("shadowtap_replay_failed_total", "reason", tc.failWhy); got == 0 {
+				if got := m.Get(t, "shadowtap_replay_failed_total", "reason", tc.failWhy); got == 0 {
 					t.Errorf("round %d: no request failed with %s", round, tc.failWhy)
 				}
-				if tc.dropsToo && m.Get("shadowtap_replay_dropped_total", "reason", "queue") == 0 {
+				if tc.dropsToo && m.Get(t, "shadowtap_replay_dropped_total", "reason", "queue") == 0 {
 					t.Errorf("round %d: no request dropped on a full queue", round)
 				}
 				if !m.Has("go_goroutines") || !m.Has("go_memstats_heap_inuse_bytes") {
 					t.Fatal("/metrics has no go_goroutines or go_memstats_heap_inuse_bytes")
 				}
-				goroutines[round] = m.Get("go_goroutines")
-				heap[round] = m.Get("go_memstats_heap_inuse_bytes")
+				goroutines[round] = m.Get(t, "go_goroutines")
+				heap[round] = m.Get(t, "go_memstats_heap_inuse_bytes")
 				t.Logf("round %d: %v goroutines, heap in use %.1f MiB, RSS %.1f MiB", round, goroutines[round],
-					heap[round]/(1<<20), m.Get("process_resident_memory_bytes")/(1<<20))
+					heap[round]/(1<<20), m.Get(t, "process_resident_memory_bytes")/(1<<20))
 			}
 			// A leak of one goroutine per request would add 256.
 			last := rounds - 1

@@ -121,24 +121,24 @@ func TestCompareLabApps(t *testing.T) {
 	convs := appTraffic(t, lab, routes)
 	total := float64(len(routes) * perRoute)
 	m := p.waitMetrics(fmt.Sprintf("%v exchanges compared", total), func(m testenv.Metrics) bool {
-		return m.Get(verdict.MetricCompared) >= total && settled(m)
+		return m.Sum(verdict.MetricCompared) >= total && settled(t, m)
 	})
 
 	// Prometheus.
 	for _, rt := range routes {
 		lbl := []string{"target", target, "route", rt.Route}
-		if got := m.Get(verdict.MetricCompared, lbl...); got != perRoute {
+		if got := m.Get(t, verdict.MetricCompared, lbl...); got != perRoute {
 			t.Errorf("%s: compared %v, want %d", rt.Route, got, perRoute)
 		}
 		wantDiffering := float64(perRoute)
 		if rt.Kind == "" {
 			wantDiffering = 0
 		}
-		if got := m.Get(verdict.MetricDiffering, lbl...); got != wantDiffering {
+		if got := m.Get(t, verdict.MetricDiffering, lbl...); got != wantDiffering {
 			t.Errorf("%s: differing %v, want %v (%s)", rt.Route, got, wantDiffering, rt.Why)
 		}
 		for _, k := range verdict.ExchangeKinds() {
-			got := m.Get(verdict.MetricDifferences, append(lbl, "kind", string(k))...)
+			got := m.Sum(verdict.MetricDifferences, append(lbl, "kind", string(k))...)
 			switch {
 			case string(k) == rt.Kind && got != perRoute:
 				t.Errorf("%s: %s differences %v, want %d (%s)", rt.Route, k, got, perRoute, rt.Why)
@@ -149,13 +149,13 @@ func TestCompareLabApps(t *testing.T) {
 			}
 		}
 	}
-	if got := m.Get(verdict.MetricUncompared); got != 0 {
+	if got := m.Sum(verdict.MetricUncompared); got != 0 {
 		t.Errorf("uncompared %v, want 0:\n%s", got, m.String())
 	}
 	// Accounting: every answered or failed request of the target is
 	// compared or counted uncompared.
-	answered := m.Get("shadowtap_replay_replayed_total", "target", target) + m.Get("shadowtap_replay_failed_total", "target", target)
-	if got := m.Get(verdict.MetricCompared, "target", target) + m.Get(verdict.MetricUncompared, "target", target); got != answered {
+	answered := m.Get(t, "shadowtap_replay_replayed_total", "target", target) + m.Get(t, "shadowtap_replay_failed_total", "target", target)
+	if got := m.Get(t, verdict.MetricCompared, "target", target) + m.Sum(verdict.MetricUncompared, "target", target); got != answered {
 		t.Errorf("compared + uncompared = %v, replayed + failed = %v", got, answered)
 	}
 	if !m.Has(verdict.MetricLatency+"_count", "target", target, "route", "GET /search", "side", "shadow") {
@@ -301,20 +301,20 @@ func TestCompareBaselineNoise(t *testing.T) {
 	appTraffic(t, lab, users)
 	total := float64(len(users) * perRoute)
 	m := p.waitMetrics(fmt.Sprintf("%v exchanges compared", total), func(m testenv.Metrics) bool {
-		return m.Get(verdict.MetricCompared, "target", target) >= total && settled(m)
+		return m.Sum(verdict.MetricCompared, "target", target) >= total && settled(t, m)
 	})
 	// The baseline is a replay target of its own.
-	if got := m.Get("shadowtap_replay_replayed_total", "target", baseline); got != total {
+	if got := m.Get(t, "shadowtap_replay_replayed_total", "target", baseline); got != total {
 		t.Errorf("baseline answered %v requests, want %v", got, total)
 	}
 	usersRoute := []string{"target", target, "route", "GET /api/users/{id}"}
-	if got := m.Get(verdict.MetricDifferences, append(usersRoute, "kind", "body")...); got != perRoute {
+	if got := m.Get(t, verdict.MetricDifferences, append(usersRoute, "kind", "body")...); got != perRoute {
 		t.Errorf("body differences on GET /api/users/{id}: %v, want %d (email)", got, perRoute)
 	}
-	if got := m.Get(verdict.MetricDiffering, "target", target, "route", "GET /api/items"); got != 0 {
+	if got := m.Get(t, verdict.MetricDiffering, "target", target, "route", "GET /api/items"); got != 0 {
 		t.Errorf("differing on GET /api/items: %v, want 0", got)
 	}
-	if got := m.Get(verdict.MetricNoise, "target", target, "kind", "body"); got < perRoute {
+	if got := m.Get(t, verdict.MetricNoise, "target", target, "kind", "body"); got < perRoute {
 		t.Errorf("body noise %v, want at least %d (generated_at on every users request)", got, perRoute)
 	}
 	d := p.verdictDoc()

@@ -249,8 +249,8 @@ func (p *proc) waitMetrics(what string, cond func(testenv.Metrics) bool) testenv
 
 // settled is true when the replay stage holds nothing: every accepted
 // request has ended for every target.
-func settled(m testenv.Metrics) bool {
-	return m.Get("shadowtap_replay_queued") == 0 && m.Get("shadowtap_replay_inflight") == 0
+func settled(t testing.TB, m testenv.Metrics) bool {
+	return m.Get(t, "shadowtap_replay_queued") == 0 && m.Get(t, "shadowtap_replay_inflight") == 0
 }
 
 // xdpAttached reports whether an XDP program is attached to dev in ns, from

@@ -109,7 +109,7 @@ func TestPinnedStats(t *testing.T) {
 	}
 	converse(t, lab, testenv.HostPort(lab.ProdAddr4, prodPort), reqs...)
 	p.waitMetrics("5 requests replayed", func(m testenv.Metrics) bool {
-		return m.Get("shadowtap_replay_replayed_total") >= n
+		return m.Get(t, "shadowtap_replay_replayed_total") >= n
 	})
 
 	after := bpftoolStats(t, pins, lab.RecvIface)
@@ -138,7 +138,7 @@ func TestPinnedStats(t *testing.T) {
 	if table["emit"] < after["emit"] {
 		t.Errorf("shadowtap stats emit %d < bpftool's %d read before it", table["emit"], after["emit"])
 	}
-	if got := uint64(m.Get("shadowtap_capture_packets_total", "outcome", "emit")); got < table["emit"] {
+	if got := uint64(m.Get(t, "shadowtap_capture_packets_total", "outcome", "emit")); got < table["emit"] {
 		t.Errorf("/metrics emit %d < shadowtap stats' %d read before it", got, table["emit"])
 	}
 	var outcomes uint64
@@ -187,7 +187,7 @@ func TestStopDrainsAndDetaches(t *testing.T) {
 				})
 			}
 			p.waitMetrics("all replays in flight", func(m testenv.Metrics) bool {
-				return m.Get("shadowtap_replay_inflight") == n
+				return m.Get(t, "shadowtap_replay_inflight") == n
 			})
 			if code := p.stop(sig); code != 0 {
 				t.Errorf("exit status %d after %v, want 0", code, sig)
@@ -244,7 +244,7 @@ func TestKillLeavesNoProgram(t *testing.T) {
 	p = startRun(t, lab, pins, "--target", target)
 	converse(t, lab, testenv.HostPort(lab.ProdAddr4, prodPort), testenv.Request{Target: "/after-kill"})
 	p.waitMetrics("the request replayed", func(m testenv.Metrics) bool {
-		return m.Get("shadowtap_replay_replayed_total") >= 1 && settled(m)
+		return m.Get(t, "shadowtap_replay_replayed_total") >= 1 && settled(t, m)
 	})
 	got := 0
 	for _, ex := range shadow.Exchanges() {

@@ -70,6 +70,20 @@ func TestBadConfiguration(t *testing.T) {
 		{"no vni nor source names --vni", nil, "--vni"},
 		{"no vni nor source names --source", nil, "--source"},
 		{"no vni nor source, socket", []string{"--capture", "socket", "--listen-addr", "192.0.2.1"}, "--allow-any-source"},
+		// Nonsense values are refused, never silently defaulted.
+		{"unknown method", []string{"--methods", "GET,FOO"}, "FOO"},
+		{"target port above range", []string{"--target", "http://127.0.0.1:99999/"}, "99999"},
+		{"target port zero", []string{"--target", "http://127.0.0.1:0/"}, "port"},
+		{"max body bytes zero", []string{"--max-body-bytes", "0"}, "--max-body-bytes"},
+		{"shards negative", []string{"--shards", "-3"}, "--shards"},
+		{"shards zero", []string{"--shards", "0"}, "--shards"},
+		{"shards beyond memory", []string{"--shards", "4096"}, "MiB"},
+		{"max conns negative", []string{"--max-conns", "-5"}, "--max-conns"},
+		{"idle timeout negative", []string{"--idle-timeout", "-1s"}, "--idle-timeout"},
+		{"sample NaN", []string{"--sample", "NaN"}, "--sample"},
+		{"sample Inf", []string{"--sample", "Inf"}, "--sample"},
+		{"max rps NaN", []string{"--max-rps", "NaN"}, "--max-rps"},
+		{"max response header bytes", []string{"--max-response-header-bytes", "0"}, "--max-response-header-bytes"},
 		{"no vni nor source, pcap", []string{"--capture", "pcap", "--pcap-file", "/nonexistent/x.pcap"}, "--allow-any-source"},
 	}
 	for _, tc := range tests {
@@ -103,6 +117,25 @@ func TestBadConfiguration(t *testing.T) {
 				t.Errorf("stdout %q, want nothing", stdout.String())
 			}
 		})
+	}
+}
+
+// TestWritingMethodsWarn: --methods with a method that writes starts (the
+// user may have an isolated shadow) but logs a warning saying why the
+// default leaves it out.
+func TestWritingMethodsWarn(t *testing.T) {
+	args := []string{"run", "--iface", "stx-none0", "--ports", "8080", "--vni", "42", "--metrics-addr", "", "--no-systemd",
+		"--methods", "GET,POST,DELETE"}
+	var stdout, stderr bytes.Buffer
+	code := run(args, &stdout, &stderr)
+	out := stderr.String()
+	if code != 1 || !strings.Contains(out, "no network interface") {
+		t.Fatalf("exit status %d, want 1 at the missing interface (the flags are valid); stderr:\n%s", code, out)
+	}
+	for _, m := range []string{"POST", "DELETE"} {
+		if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "includes "+m+": a method that writes") {
+			t.Errorf("no warning about %s:\n%s", m, out)
+		}
 	}
 }
 

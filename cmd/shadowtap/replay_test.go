@@ -70,15 +70,15 @@ func TestReplayReachesShadow(t *testing.T) {
 	// Every request ends in exactly one outcome: once all n are replayed and
 	// nothing is pending, a duplicate would already be counted.
 	m := p.waitMetrics(fmt.Sprintf("%v requests replayed", n), func(m testenv.Metrics) bool {
-		return m.Get("shadowtap_replay_replayed_total") >= n && settled(m)
+		return m.Get(t, "shadowtap_replay_replayed_total") >= n && settled(t, m)
 	})
-	if got := m.Get("shadowtap_http_requests_total"); got != n {
+	if got := m.Get(t, "shadowtap_http_requests_total"); got != n {
 		t.Errorf("parsed %v requests, want %v", got, n)
 	}
-	if got := m.Get("shadowtap_replay_replayed_total"); got != n {
+	if got := m.Get(t, "shadowtap_replay_replayed_total"); got != n {
 		t.Errorf("replayed %v requests, want %v", got, n)
 	}
-	if got := m.Get("shadowtap_replay_replayed_total", "class", "2xx"); got != n {
+	if got := m.Get(t, "shadowtap_replay_replayed_total", "class", "2xx"); got != n {
 		t.Errorf("shadow answered %v requests with 2xx, want %v", got, n)
 	}
 
@@ -169,8 +169,8 @@ func TestMethods(t *testing.T) {
 				testenv.Request{Method: "DELETE", Target: prefix + "cart/1"},
 			)
 			m := p.waitMetrics("3 requests ended", func(m testenv.Metrics) bool {
-				return m.Get("shadowtap_http_requests_total") >= 3 && settled(m) &&
-					m.Get("shadowtap_replay_replayed_total")+m.Get("shadowtap_replay_filtered_total") >= 3
+				return m.Get(t, "shadowtap_http_requests_total") >= 3 && settled(t, m) &&
+					m.Get(t, "shadowtap_replay_replayed_total")+m.Get(t, "shadowtap_replay_filtered_total") >= 3
 			})
 			if code := p.stop(syscall.SIGTERM); code != 0 {
 				t.Errorf("exit status %d after SIGTERM, want 0", code)
@@ -179,7 +179,7 @@ func TestMethods(t *testing.T) {
 			for _, meth := range tc.replayed {
 				want[meth] = true
 			}
-			if got, w := m.Get("shadowtap_replay_filtered_total", "reason", "method"), float64(3-len(want)); got != w {
+			if got, w := m.Get(t, "shadowtap_replay_filtered_total", "reason", "method"), float64(3-len(want)); got != w {
 				t.Errorf("filtered by method: %v, want %v", got, w)
 			}
 			got := map[string]int{}

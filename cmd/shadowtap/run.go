@@ -56,6 +56,7 @@ func runCmd(fs *pflag.FlagSet, _, stderr io.Writer) func(context.Context) error 
 	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "per-target queue length; a full queue drops and counts")
 	fs.Int64Var(&cfg.QueueBytes, "queue-bytes", cfg.QueueBytes, `per-target request body bytes queued; beyond, dropped and counted "queue"`)
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout, including reading the body")
+	fs.Int64Var(&cfg.MaxResponseHeaderBytes, "max-response-header-bytes", cfg.MaxResponseHeaderBytes, "largest response head read from a target (with any 1xx before it); larger fails, counted response_too_large")
 	fs.StringArrayVar(&cfg.SetHeaders, "set-header", nil, `set a header on replayed requests, "Name: value" (repeatable)`)
 	fs.StringArrayVar(&cfg.DropHeaders, "drop-header", nil, "remove a header from replayed requests (repeatable)")
 	fs.StringVar(&cfg.Host, "host", "", "override the Host header of replayed requests")
@@ -98,8 +99,15 @@ func runCmd(fs *pflag.FlagSet, _, stderr io.Writer) func(context.Context) error 
 		if err != nil {
 			return usageError{err}
 		}
+		if fs.Changed("shards") && cfg.Shards == 0 {
+			// 0 is the default's "one per CPU" only when the flag is absent.
+			return fatal(log, logFormat, usageError{fmt.Errorf("--shards 0: want 1 to %d (or leave it out: one per CPU)", pipeline.MaxShards)})
+		}
 		if err := runConfig(&cfg, ports, vnis, sources); err != nil {
 			return fatal(log, logFormat, usageError{err})
+		}
+		for _, w := range cfg.Warnings() {
+			log.Warn(w)
 		}
 		if err := pipeline.Run(ctx, cfg, pipeline.Options{Log: log, Systemd: !noSystemd}); err != nil {
 			return fatal(log, logFormat, err)

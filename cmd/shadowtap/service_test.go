@@ -38,7 +38,7 @@ func TestRunsUnprivilegedWithXDPCapabilities(t *testing.T) {
 
 	converse(t, lab, testenv.HostPort(lab.ProdAddr4, prodPort), testenv.Request{Target: "/unprivileged"})
 	p.waitMetrics("the request replayed", func(m testenv.Metrics) bool {
-		return m.Get("shadowtap_replay_replayed_total", "class", "2xx") >= 1
+		return m.Get(t, "shadowtap_replay_replayed_total", "class", "2xx") >= 1
 	})
 	if got := len(shadow.Exchanges()); got != 1 {
 		t.Errorf("shadow received %d requests, want 1", got)

@@ -187,7 +187,7 @@ func TestReplayHTTPSShadow(t *testing.T) {
 				testenv.Request{Method: "HEAD", Target: prefix + "c"})
 			m := waitEnded(p, n, target)
 			m = p.waitMetrics("every answer handed to the comparison", func(m testenv.Metrics) bool {
-				return m.Get(verdict.MetricCompared)+m.Get(verdict.MetricUncompared) >= n
+				return m.Sum(verdict.MetricCompared)+m.Sum(verdict.MetricUncompared) >= n
 			})
 			out := p.out.String()
 			if code := p.stop(syscall.SIGTERM); code != 0 {
@@ -196,10 +196,10 @@ func TestReplayHTTPSShadow(t *testing.T) {
 			checkIdentity(t, m, n, target)
 			got := shadow.requests(prefix)
 			if tc.answered {
-				if r := m.Get("shadowtap_replay_replayed_total", "target", target, "class", "2xx"); r != n {
+				if r := m.Get(t, "shadowtap_replay_replayed_total", "target", target, "class", "2xx"); r != n {
 					t.Errorf("replayed 2xx %v, want %v", r, n)
 				}
-				if c := m.Get(verdict.MetricCompared, "target", target); c != n {
+				if c := m.Get(t, verdict.MetricCompared, "target", target); c != n {
 					t.Errorf("compared %v exchanges, want %v", c, n)
 				}
 				if len(got) != n {
@@ -212,7 +212,7 @@ func TestReplayHTTPSShadow(t *testing.T) {
 					}
 				}
 			} else {
-				if f := m.Get("shadowtap_replay_failed_total", "target", target, "reason", "error"); f != n {
+				if f := m.Get(t, "shadowtap_replay_failed_total", "target", target, "reason", "error"); f != n {
 					t.Errorf("failed (error) %v, want %v: the shadow's certificate is not signed by --ca-file", f, n)
 				}
 				if len(got) != 0 {
@@ -244,8 +244,8 @@ func TestReplayMultiply(t *testing.T) {
 	converse(t, lab, prod4, reqs...)
 	n := float64(len(paths))
 	m := p.waitMetrics("requests and their duplicates answered, every exchange compared", func(m testenv.Metrics) bool {
-		return m.Get("shadowtap_replay_replayed_total") >= n && m.Get("shadowtap_replay_duplicates_replayed_total") >= n &&
-			settled(m) && m.Get(verdict.MetricCompared)+m.Get(verdict.MetricUncompared) >= n
+		return m.Get(t, "shadowtap_replay_replayed_total") >= n && m.Get(t, "shadowtap_replay_duplicates_replayed_total") >= n &&
+			settled(t, m) && m.Sum(verdict.MetricCompared)+m.Sum(verdict.MetricUncompared) >= n
 	})
 	if code := p.stop(syscall.SIGTERM); code != 0 {
 		t.Errorf("exit status %d after SIGTERM, want 0", code)
@@ -260,7 +260,7 @@ func TestReplayMultiply(t *testing.T) {
 		verdict.MetricCompared:                       n,
 		verdict.MetricLegacyCompare:                  n, // one answer per exchange: the first copy's
 	} {
-		if got := m.Get(name, "target", target); got != want {
+		if got := m.Get(t, name, "target", target); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}

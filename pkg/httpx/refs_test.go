@@ -74,27 +74,50 @@ func within(h, v []byte) bool {
 // fieldSink checks that every Field kept by an exchange, up to the capacity
 // of its list, is a view into its own head: old views must not pin other
 // buffers, since the pool does not clear them.
-type fieldSink struct{ t *testing.T }
+type fieldSink struct {
+	t *testing.T
+	n *sinkCounts
+}
+
+// sinkCounts is what a fieldSink received, so that the test fails when
+// nothing reaches it.
+type sinkCounts struct {
+	requests, responses, withBig, fields int
+}
 
 func (s fieldSink) check(b *bufs) {
 	for i, f := range b.fields[:cap(b.fields)] {
+		s.n.fields++
 		if !within(b.head, f.Name) || !within(b.head, f.Value) {
 			s.t.Fatalf("field %d %q: %q is not a view into the head", i, f.Name, f.Value)
 		}
 	}
 }
-func (s fieldSink) Request(ex *Exchange) { s.check(&ex.qb) }
+func (s fieldSink) Request(ex *Exchange) {
+	s.n.requests++
+	if len(Get(ex.Req.Fields, "X-Big")) > 0 {
+		s.n.withBig++
+	}
+	s.check(&ex.qb)
+}
 func (s fieldSink) Response(ex *Exchange) {
+	s.n.responses++
 	s.check(&ex.qb)
 	s.check(&ex.sb)
 }
 
 func TestFieldsStayInHead(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 5))
-	h := NewFactory(Config{ResponseBodyKeep: KeepWholeBody}, fieldSink{t}, nil, nil)(testKey, 0, false)
-	for i := 0; i < 3000; i++ {
+	var n sinkCounts
+	h := NewFactory(Config{ResponseBodyKeep: KeepWholeBody}, fieldSink{t, &n}, nil, nil)(testKey, 0, false)
+	const exchanges = 3000
+	wantBig := 0
+	for i := 0; i < exchanges; i++ {
 		g := genExchange(rng, false)
 		big := strings.Repeat("v", rng.IntN(3)*rng.IntN(3000))
+		if big != "" {
+			wantBig++
+		}
 		req := strings.Replace(g.req, "\r\n\r\n", "\r\nX-Big: "+big+"\r\n\r\n", 1)
 		for _, s := range cuts(rng, req, 1+rng.IntN(2000)) {
 			h.Data(Q, []byte(s), 1)
@@ -102,5 +125,9 @@ func TestFieldsStayInHead(t *testing.T) {
 		for _, s := range cuts(rng, g.resp, 1+rng.IntN(2000)) {
 			h.Data(R, []byte(s), 1)
 		}
+	}
+	if n.requests != exchanges || n.responses != exchanges || n.withBig != wantBig || n.fields < exchanges {
+		t.Errorf("sink got %d requests (%d with X-Big), %d responses, checked %d fields; want %d, %d, %d, at least %d",
+			n.requests, n.withBig, n.responses, n.fields, exchanges, wantBig, exchanges, exchanges)
 	}
 }

@@ -9,10 +9,12 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +78,8 @@ type Config struct {
 	DropHeaders  []string
 	Host         string
 	NoMarker     bool
+	// MaxResponseHeaderBytes bounds the shadow's response head.
+	MaxResponseHeaderBytes int64
 
 	// HTTPS shadows and load multiplication (see shadowtls.go).
 	CAFile             string   // --ca-file: PEM roots for https targets, instead of the system pool
@@ -128,6 +132,8 @@ func Defaults() Config {
 		Queue:          replay.DefaultQueue,
 		QueueBytes:     replay.DefaultQueueBytes,
 		Timeout:        replay.DefaultTimeout,
+
+		MaxResponseHeaderBytes: replay.DefaultMaxResponseHeaderBytes,
 
 		MaxRoutes:        500,
 		DiffLogExamples:  5,
@@ -183,13 +189,33 @@ func (c *Config) Validate() error {
 			return err
 		}
 	}
+	for _, m := range c.Methods {
+		if err := checkMethod(m); err != nil {
+			return err
+		}
+	}
+	if c.Sockets < 0 {
+		return fmt.Errorf("--sockets %d: want 1 or more (0: one per CPU)", c.Sockets)
+	}
+	if c.Shards < 0 || c.Shards > MaxShards {
+		return fmt.Errorf("--shards %d: want 1 to %d (each shard preallocates %.1f MiB)", c.Shards, MaxShards, ShardMiB)
+	}
+	if c.MaxConns < 1 {
+		return fmt.Errorf("--max-conns %d: want 1 or more (connections tracked per shard)", c.MaxConns)
+	}
+	if c.IdleTimeout <= 0 {
+		return fmt.Errorf("--idle-timeout %v: want more than 0", c.IdleTimeout)
+	}
 	for _, p := range append(append([]string{}, c.IncludePaths...), c.ExcludePaths...) {
 		if _, err := regexp.Compile(p); err != nil {
 			return fmt.Errorf("path pattern %q: %v", p, err)
 		}
 	}
-	if c.Sample < 0 || c.Sample > 100 {
+	if !(c.Sample >= 0 && c.Sample <= 100) { // NaN too
 		return fmt.Errorf("--sample %v: want a percentage from 0 to 100", c.Sample)
+	}
+	if !(c.MaxRPS >= 0 && c.MaxRPS <= math.MaxFloat64) { // NaN, Inf
+		return fmt.Errorf("--max-rps %v: want 0 (no limit) or a positive number", c.MaxRPS)
 	}
 	if c.MaxInflight < 1 || c.Queue < 1 {
 		return errors.New("--max-inflight and --queue must be at least 1")
@@ -197,8 +223,14 @@ func (c *Config) Validate() error {
 	if c.Timeout <= 0 || c.DrainTimeout < 0 || c.LogInterval <= 0 {
 		return errors.New("--timeout and --log-interval must be positive, --drain-timeout not negative")
 	}
-	if c.MaxHeaderBytes < 256 || c.MaxBodyBytes < 0 {
-		return errors.New("--max-header-bytes must be at least 256 and --max-body-bytes not negative")
+	if c.MaxHeaderBytes < 256 {
+		return fmt.Errorf("--max-header-bytes %d: want at least 256", c.MaxHeaderBytes)
+	}
+	if c.MaxBodyBytes < 1 {
+		return fmt.Errorf("--max-body-bytes %d: want at least 1 (requests with a larger body are not replayed)", c.MaxBodyBytes)
+	}
+	if c.MaxResponseHeaderBytes < 256 {
+		return fmt.Errorf("--max-response-header-bytes %d: want at least 256 (default 1 MiB)", c.MaxResponseHeaderBytes)
 	}
 	if c.BodyBudget < 1 || c.QueueBytes < 1 {
 		return fmt.Errorf("--body-budget %d, --queue-bytes %d: want at least 1 byte each", c.BodyBudget, c.QueueBytes)
@@ -228,8 +260,13 @@ func ParseTarget(s string) (*url.URL, error) {
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("--target %q: want an http:// or https:// URL", s)
 	}
-	if u.Host == "" {
+	if u.Hostname() == "" {
 		return nil, fmt.Errorf("--target %q: no host", s)
+	}
+	if p := u.Port(); p != "" || strings.HasSuffix(u.Host, ":") {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("--target %q: port %q out of range: want 1-65535", s, p)
+		}
 	}
 	return u, nil
 }
@@ -283,6 +320,39 @@ func ParseVNIs(items []uint) ([]uint32, error) {
 	return out, nil
 }
 
+// MaxShards bounds --shards: each shard preallocates its queue of batch
+// buffers (ShardBytes), so 256 shards take 4.1 GiB before any traffic.
+const MaxShards = 256
+
+// ShardMiB is what one shard preallocates, in MiB: 66 batch buffers of
+// 256 KiB (its queue of 64, the one being filled, the one being processed).
+const ShardMiB = 16.5
+
+// knownMethods are the methods --methods accepts: net/http's (RFC 9110 and
+// PATCH, RFC 5789). Extension methods (WebDAV's PROPFIND…) are refused: a
+// typo must not silently replay nothing.
+var knownMethods = []string{"GET", "HEAD", "OPTIONS", "TRACE", "POST", "PUT", "PATCH", "DELETE", "CONNECT"}
+
+// writeMethods change state at the origin: the default leaves them out.
+var writeMethods = []string{"POST", "PUT", "PATCH", "DELETE"}
+
+// checkMethod refuses a --methods entry that is not a method net/http knows.
+func checkMethod(m string) error {
+	if m == "" || strings.ContainsFunc(m, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r)
+	}) {
+		return fmt.Errorf("--methods %q: not an HTTP method token", m)
+	}
+	u := strings.ToUpper(m)
+	if u == "CONNECT" {
+		return errors.New("--methods \"CONNECT\": a tunnel cannot be replayed (the parser stops at CONNECT)")
+	}
+	if !slices.Contains(knownMethods, u) {
+		return fmt.Errorf("--methods %q: unknown method; want GET, HEAD, OPTIONS, TRACE, POST, PUT, PATCH or DELETE", m)
+	}
+	return nil
+}
+
 // validateCompare checks the comparison flags.
 func (c *Config) validateCompare() error {
 	if c.Baseline != "" {
@@ -324,6 +394,21 @@ func (c *Config) validateCompare() error {
 		return err
 	}
 	return nil
+}
+
+// Warnings returns what the configuration allows but its user should know,
+// one line each, for the log at start.
+func (c *Config) Warnings() []string {
+	var w []string
+	for _, m := range c.Methods {
+		if u := strings.ToUpper(m); slices.Contains(writeMethods, u) {
+			w = append(w, fmt.Sprintf("--methods includes %s: a method that writes; the default (GET, HEAD, OPTIONS) leaves it out because the shadow would repeat production's writes (orders, mails, payments) unless it is fully isolated", u))
+		}
+	}
+	if c.AllowAnySource && len(c.VNIs) == 0 && len(c.Sources) == 0 {
+		w = append(w, "--allow-any-source: mirror packets are accepted from anyone who can reach the VXLAN port, and their requests replayed to the shadow fleet (labs only)")
+	}
+	return w
 }
 
 // validHeaderName reports whether s is an RFC 9110 token.

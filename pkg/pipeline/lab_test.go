@@ -50,7 +50,11 @@ func TestLabXDPEventsCarryConversationBytes(t *testing.T) {
 	}
 	c := waitDrained(t, probe, rec)
 	stop()
-	if rx1, err := lab.LinkStats(ctx, lab.RecvNS, lab.RecvIface); err == nil && rx1.RxPackets-rx0.RxPackets < c.Outcomes[event.Emit] {
+	rx1, err := lab.LinkStats(ctx, lab.RecvNS, lab.RecvIface)
+	if err != nil {
+		t.Fatalf("reading %s's counters after the run: %v", lab.RecvIface, err)
+	}
+	if rx1.RxPackets-rx0.RxPackets < c.Outcomes[event.Emit] {
 		t.Errorf("%d packets arrived on %s during the test, yet %d were emitted", rx1.RxPackets-rx0.RxPackets, lab.RecvIface, c.Outcomes[event.Emit])
 	}
 	if c.Outcomes[event.Emit] == 0 {

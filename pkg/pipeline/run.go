@@ -234,6 +234,7 @@ func replayConfig(cfg Config) (replay.Config, error) {
 	rc.MaxRPS, rc.MaxInflight, rc.Queue, rc.Timeout = cfg.MaxRPS, cfg.MaxInflight, cfg.Queue, cfg.Timeout
 	rc.QueueBytes = cfg.QueueBytes
 	rc.DropHeaders, rc.Host, rc.Marker = cfg.DropHeaders, cfg.Host, !cfg.NoMarker
+	rc.MaxResponseHeaderBytes = cfg.MaxResponseHeaderBytes
 	rc.CompareBodyBytes, rc.CompareBudget, rc.ReplayDelay = cfg.CompareBodyBytes, cfg.CompareBudget, cfg.ReplayDelay
 	if cfg.Baseline != "" {
 		u, err := ParseTarget(cfg.Baseline)

@@ -19,6 +19,9 @@ const (
 	// queue: 64 MiB.
 	DefaultQueueBytes = 64 << 20
 	DefaultTimeout    = 10 * time.Second
+	// DefaultMaxResponseHeaderBytes bounds the shadow's response head, as
+	// http.Transport's MaxResponseHeaderBytes default.
+	DefaultMaxResponseHeaderBytes = 1 << 20
 	// DefaultCompareBodyBytes is the body bytes kept per response for the
 	// comparison (beyond, only the length and a hash of the whole body).
 	DefaultCompareBodyBytes = 1 << 20
@@ -91,6 +94,11 @@ type Config struct {
 	CompareBudget    int64         // bytes of bodies held in replay for comparison, process-wide; default 256 MiB
 	Baseline         *url.URL      // a target running the old code: sent every replayed request, its answers marked Baseline
 	ReplayDelay      time.Duration // hold each request this long after it was dispatched before sending it
+
+	// MaxResponseHeaderBytes bounds the bytes read for the shadow's
+	// response head (status line, headers and any 1xx before them);
+	// default 1 MiB. Beyond it the request fails: response_too_large.
+	MaxResponseHeaderBytes int64
 }
 
 // DefaultConfig returns a Config with every default set, and no targets.
@@ -104,7 +112,9 @@ func DefaultConfig() Config {
 		QueueBytes:    DefaultQueueBytes,
 		Timeout:       DefaultTimeout,
 		Marker:        true,
-		Multiply:      1,
+
+		MaxResponseHeaderBytes: DefaultMaxResponseHeaderBytes,
+		Multiply:               1,
 
 		CompareBodyBytes: DefaultCompareBodyBytes,
 		CompareBudget:    DefaultCompareBudget,
@@ -360,6 +370,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.MaxResponseHeaderBytes == 0 {
+		c.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
 	}
 	if c.Multiply == 0 {
 		c.Multiply = 1

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"time"
@@ -18,6 +19,21 @@ import (
 // cost more CPU than the rest of the replay). The bytes on the wire are
 // still net/http's: the request is written by (*http.Request).Write and the
 // response read by http.ReadResponse.
+//
+// What http.Transport guards against, the worker guards against too:
+//   - a response head (with any 1xx before it) larger than
+//     Config.MaxResponseHeaderBytes is not read whole: the request fails
+//     with errResponseTooLarge (counted failed "response_too_large");
+//   - bytes that arrive on a kept connection while no request is
+//     outstanding (a body after a HEAD answer, a second response) are never
+//     taken as the next request's answer: before each reuse the connection
+//     is checked for readable bytes, without blocking, and discarded
+//     (counted in conn_discarded{reason="unsolicited"}, or "closed" when
+//     the shadow closed it);
+//   - a shadow that answers during the upload is heard: a body larger than
+//     syncBodyMax is written by a goroutine while the worker reads the
+//     answer, and after a write error the worker still reads an answer that
+//     came. Such a connection is not reused.
 
 const (
 	// connBufSize is the size of a connection's read and write buffers, as
@@ -29,7 +45,63 @@ const (
 	// max1xx bounds the interim responses accepted before the final one,
 	// as http.Transport does.
 	max1xx = 5
+	// syncBodyMax is the largest request body written before reading the
+	// answer: it fits the socket buffers, so the write cannot block on a
+	// shadow that answers without reading it. Larger bodies are written by
+	// a goroutine while the worker reads the answer.
+	syncBodyMax = 64 << 10
+	// unsolicitedWait bounds the read that tells, once the socket showed
+	// bytes on an idle connection, whether they are data or its end.
+	unsolicitedWait = 10 * time.Millisecond
 )
+
+// errResponseTooLarge is the error of a response head beyond the limit.
+var errResponseTooLarge = errors.New("response head larger than --max-response-header-bytes")
+
+// errMalformedResponse replaces the parse errors of a response head: theirs
+// quote the offending line, which may carry a Set-Cookie value or whatever
+// the shadow echoed of the request, and errors are logged.
+var errMalformedResponse = errors.New("malformed response head")
+
+// headError returns err unless it is a parse error that quotes the head.
+func headError(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, errResponseTooLarge),
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne):
+		return err
+	}
+	return errMalformedResponse
+}
+
+// connFailReason says which failure reason an error of roundTrip has when
+// it is not one of classifyErr's general ones.
+func connFailReason(err error) (failReason, bool) {
+	if errors.Is(err, errResponseTooLarge) {
+		return failTooLarge, true
+	}
+	return 0, false
+}
+
+// limitReader sits between a connection and its bufio.Reader: it lets n
+// more bytes be read, then fails with errResponseTooLarge, as
+// http.Transport's persistConn.readLimit does.
+type limitReader struct {
+	r io.Reader
+	n int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errResponseTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
 
 // aLongTimeAgo is a deadline in the past: it makes blocked I/O return at once.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -40,34 +112,54 @@ var aLongTimeAgo = time.Unix(1, 0)
 type conn struct {
 	t       *target
 	timeout time.Duration
+	maxHead int64    // MaxResponseHeaderBytes
 	nc      net.Conn // nil: not connected
-	br      *bufio.Reader
+	lr      limitReader
+	peek    sockPeek      // nc's socket, for checkIdle
+	br      *bufio.Reader // reads lr
 	bw      *bufio.Writer
 	stop    func() bool // unregisters the context.AfterFunc of nc
 	used    bool        // nc has carried a complete exchange
 	idle    time.Time   // when nc's last exchange ended
 	buf     []byte      // for response bodies, drainBufSize
+	// writing receives the result of the request being written in the
+	// background (bodies above syncBodyMax); nil when none is.
+	writing chan error
+	// noReuse: the exchange in progress leaves nc unusable (the answer came
+	// before the whole request was written).
+	noReuse bool
 }
 
-func newConn(timeout time.Duration, t *target) *conn {
-	return &conn{
+func newConn(cfg *Config, t *target) *conn {
+	c := &conn{
 		t:       t,
-		timeout: timeout,
-		br:      bufio.NewReaderSize(nil, connBufSize),
+		timeout: cfg.Timeout,
+		maxHead: cfg.MaxResponseHeaderBytes,
 		bw:      bufio.NewWriterSize(nil, connBufSize),
 		buf:     make([]byte, drainBufSize),
 	}
+	if c.maxHead <= 0 {
+		c.maxHead = DefaultMaxResponseHeaderBytes
+	}
+	c.lr.n = math.MaxInt64
+	c.br = bufio.NewReaderSize(&c.lr, connBufSize)
+	return c
 }
 
-// close closes the connection, if any.
+// close closes the connection, if any, and waits for a background write.
 func (c *conn) close() {
 	if c.nc == nil {
 		return
 	}
 	c.stop()
 	c.nc.Close()
-	c.nc, c.stop, c.used = nil, nil, false
-	c.br.Reset(nil)
+	if c.writing != nil {
+		<-c.writing // the write fails at once on the closed connection
+		c.writing = nil
+	}
+	c.nc, c.stop, c.used, c.noReuse = nil, nil, false, false
+	c.lr.r, c.lr.n = nil, math.MaxInt64
+	c.br.Reset(&c.lr)
 	c.bw.Reset(nil)
 }
 
@@ -91,10 +183,101 @@ func (c *conn) dial(ctx context.Context, deadline time.Time) error {
 	// (Run's context cancelled, or the drain deadline passed), whatever I/O
 	// is in flight on nc returns at once.
 	c.stop = context.AfterFunc(ctx, func() { nc.SetDeadline(aLongTimeAgo) })
-	c.nc = nc
-	c.br.Reset(nc)
-	c.bw.Reset(nc)
+	c.attach(nc)
 	return nil
+}
+
+// attach makes nc the connection's transport.
+func (c *conn) attach(nc net.Conn) {
+	c.nc, c.idle = nc, time.Now()
+	c.lr.r, c.lr.n = nc, math.MaxInt64
+	c.br.Reset(&c.lr)
+	c.bw.Reset(nc)
+	raw := nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	c.peek.reset(raw)
+}
+
+// discard closes a kept connection before its reuse, counted by reason.
+func (c *conn) discard(reason discardReason) {
+	c.t.stats.discard[reason].Add(1)
+	c.close()
+}
+
+// checkIdle looks, without blocking, for bytes that arrived on the kept
+// connection since its last exchange ended, and discards the connection if
+// any did (or if the shadow closed it). It sets nc's deadline to deadline.
+func (c *conn) checkIdle(deadline time.Time) {
+	if c.br.Buffered() > 0 {
+		c.discard(discardUnsolicited)
+		return
+	}
+	c.nc.SetDeadline(deadline)
+	if _, ok := c.nc.(*tls.Conn); ok {
+		// Plaintext tls.Conn decrypted but bufio did not take: with a
+		// past deadline a read returns it without touching the network.
+		c.nc.SetReadDeadline(aLongTimeAgo)
+		_, err := c.br.Peek(1)
+		c.nc.SetReadDeadline(deadline)
+		var ne net.Error
+		switch {
+		case err == nil:
+			c.discard(discardUnsolicited)
+			return
+		case !errors.As(err, &ne) || !ne.Timeout():
+			c.discard(discardClosed)
+			return
+		}
+	}
+	if !c.peek.readable() {
+		return
+	}
+	// Something came: data, or the end of the connection (FIN, reset,
+	// TLS close_notify). It is already in the socket: a short read tells.
+	c.nc.SetReadDeadline(time.Now().Add(unsolicitedWait))
+	_, err := c.br.Peek(1)
+	var ne net.Error
+	if err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+		c.discard(discardUnsolicited)
+		return
+	}
+	c.discard(discardClosed)
+}
+
+// send writes req: synchronously when its body is small, else in the
+// background (c.writing gets the result) so that the answer can be read
+// during the upload. It returns the synchronous write's error.
+func (c *conn) send(req *http.Request) error {
+	if req.Body == nil || (req.ContentLength >= 0 && req.ContentLength <= syncBodyMax) {
+		// Write closes req.Body, whatever happens.
+		err := req.Write(c.bw)
+		if err == nil {
+			err = c.bw.Flush()
+		}
+		return err
+	}
+	ch := make(chan error, 1)
+	c.writing = ch
+	go func() {
+		err := req.Write(c.bw)
+		if err == nil {
+			err = c.bw.Flush()
+		}
+		ch <- err
+	}()
+	return nil
+}
+
+// writeDone waits for a background write, if any, and returns its error.
+func (c *conn) writeDone() error {
+	if c.writing == nil {
+		return nil
+	}
+	err := <-c.writing
+	c.writing = nil
+	return err
 }
 
 // roundTrip sends req and reads the final response head, all before
@@ -116,6 +299,9 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, start time.Time
 		if c.nc != nil && start.Sub(c.idle) > idleTimeout {
 			c.close()
 		}
+		if c.nc != nil && c.used {
+			c.checkIdle(deadline)
+		}
 		reused := c.nc != nil && c.used
 		if c.nc == nil {
 			if err := c.dial(ctx, deadline); err != nil {
@@ -135,15 +321,21 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, start time.Time
 			c.close()
 			return nil, err
 		}
-		// Write closes req.Body, whatever happens.
-		err := req.Write(c.bw)
-		if err == nil {
-			err = c.bw.Flush()
-		}
-		if err == nil {
-			_, err = c.br.Peek(1)
+		c.noReuse = false
+		c.lr.n = c.maxHead // the final head and the 1xx before it
+		werr := c.send(req)
+		_, err := c.br.Peek(1)
+		if werr != nil {
+			// The shadow may have answered before it stopped reading (a
+			// 413 during the upload): report that answer if it came.
+			c.noReuse = true
+			if err != nil {
+				err = werr
+			}
 		}
 		if err != nil {
+			// No answer. close also stops a background write and waits
+			// for it.
 			c.close()
 			if reused && attempt == 0 && retryable(ctx, req, err) {
 				if req.GetBody != nil {
@@ -160,10 +352,14 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, start time.Time
 		for n1xx := 0; ; n1xx++ {
 			resp, err := http.ReadResponse(c.br, req)
 			if err != nil {
+				if c.lr.n <= 0 {
+					err = fmt.Errorf("%w (%d bytes)", errResponseTooLarge, c.maxHead)
+				}
 				c.close()
-				return nil, err
+				return nil, headError(err)
 			}
 			if resp.StatusCode < 100 || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+				c.lr.n = math.MaxInt64 // the body is bounded by the timeout only
 				return resp, nil
 			}
 			if n1xx == max1xx {
@@ -177,8 +373,25 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, start time.Time
 // done ends an exchange whose response body was read to its end: the
 // connection is kept for the next request if the response allows it.
 func (c *conn) done(resp *http.Response) {
-	if resp.Close || resp.StatusCode == http.StatusSwitchingProtocols || c.br.Buffered() > 0 {
-		// Buffered bytes after a complete response were never asked for.
+	if c.writing != nil {
+		select {
+		case err := <-c.writing:
+			c.writing = nil
+			if err != nil {
+				c.noReuse = true
+			}
+		default:
+			// The answer is whole but the request is not: the shadow
+			// answered before it read everything. close stops the write.
+			c.noReuse = true
+		}
+	}
+	if c.br.Buffered() > 0 {
+		// Bytes after a complete response were never asked for.
+		c.discard(discardUnsolicited)
+		return
+	}
+	if resp.Close || resp.StatusCode == http.StatusSwitchingProtocols || c.noReuse {
 		c.close()
 		return
 	}

@@ -6,8 +6,11 @@
 // per-target queue, rate limited. Each of a target's MaxInflight workers
 // drives its own keep-alive connection synchronously (no http.Client or
 // http.Transport): the request is written by (*http.Request).Write and the
-// response read by http.ReadResponse. It measures
-// the shadow's answers (status, bytes, time to first byte, total time).
+// response read by http.ReadResponse, with http.Transport's guards (a bound
+// on the response head, no reuse of a connection that received bytes
+// nobody asked for, an answer heard during the upload: see conn.go). It
+// measures the shadow's answers (status, bytes, time to first byte, total
+// time).
 //
 // # HTTPS shadows
 //
@@ -72,7 +75,8 @@
 // (first copies only):
 //
 //	Accepted = Replayed (by status class) + Dropped (queue, rate, stopped, multiply)
-//	         + Failed (connect, timeout, drain, invalid, error) + Queued + InFlight
+//	         + Failed (connect, timeout, drain, invalid, error, response_too_large)
+//	         + Queued + InFlight
 //
 // and for its duplicates (copies beyond the first, Config.Multiply):
 //

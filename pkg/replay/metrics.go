@@ -18,6 +18,7 @@ type statsCollector struct {
 	replayed, dropped, failed, queued, inflight *prometheus.Desc
 	compareBytes, keyMiss, queuedBytes          *prometheus.Desc
 	dups, dupReplayed, dupDropped, dupFailed    *prometheus.Desc
+	discarded                                   *prometheus.Desc
 }
 
 func newStatsCollector(r *Replayer) *statsCollector {
@@ -32,6 +33,7 @@ func newStatsCollector(r *Replayer) *statsCollector {
 		replayed:     d("replayed_total", "Requests the target answered, by status class.", "target", "class"),
 		dropped:      d("dropped_total", "Requests not sent to the target, by reason: queue full (--queue entries or --queue-bytes), rate limit, stopped, multiply (a --multiply below 1 sent it 0 times).", "target", "reason"),
 		failed:       d("failed_total", "Requests sent or attempted without an answer, by reason.", "target", "reason"),
+		discarded:    d("conn_discarded_total", "Kept connections to the target closed before their reuse, by reason: unsolicited (bytes no request asked for arrived), closed (the target closed it while idle).", "target", "reason"),
 		queued:       d("queued", "Requests waiting in the target's queue, duplicates included.", "target"),
 		inflight:     d("inflight", "Requests being sent to the target, duplicates included.", "target"),
 		queuedBytes:  d("queued_bytes", "Request body bytes waiting in the target's queue, duplicates included, at most --queue-bytes.", "target"),
@@ -45,7 +47,7 @@ func newStatsCollector(r *Replayer) *statsCollector {
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.requests, c.filtered, c.accepted, c.replayed, c.dropped, c.failed,
+	for _, d := range []*prometheus.Desc{c.requests, c.filtered, c.accepted, c.replayed, c.dropped, c.failed, c.discarded,
 		c.queued, c.inflight, c.queuedBytes, c.compareBytes, c.keyMiss, c.dups, c.dupReplayed, c.dupDropped, c.dupFailed} {
 		ch <- d
 	}
@@ -80,6 +82,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.failed, t.FailedDrain, t.Target, failNames[failDrain])
 		counter(c.failed, t.FailedInvalid, t.Target, failNames[failInvalid])
 		counter(c.failed, t.FailedError, t.Target, failNames[failError])
+		counter(c.failed, t.FailedResponseTooLarge, t.Target, failNames[failTooLarge])
+		counter(c.discarded, t.DiscardedUnsolicited, t.Target, discardNames[discardUnsolicited])
+		counter(c.discarded, t.DiscardedClosed, t.Target, discardNames[discardClosed])
 		d := &t.Duplicates
 		gauge(c.queued, t.Queued+d.Queued, t.Target)
 		gauge(c.inflight, t.InFlight+d.InFlight, t.Target)
@@ -96,6 +101,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.dupFailed, d.FailedDrain, t.Target, failNames[failDrain])
 		counter(c.dupFailed, d.FailedInvalid, t.Target, failNames[failInvalid])
 		counter(c.dupFailed, d.FailedError, t.Target, failNames[failError])
+		counter(c.dupFailed, d.FailedResponseTooLarge, t.Target, failNames[failTooLarge])
 	}
 	gauge(c.compareBytes, uint64(max(c.r.cmp.held.Load(), 0)))
 }

@@ -548,7 +548,7 @@ func (r *Replayer) stopIntake() {
 }
 
 func (r *Replayer) worker(ctx context.Context, t *target) {
-	c := newConn(r.cfg.Timeout, t)
+	c := newConn(&r.cfg, t)
 	defer c.close()
 	for jb := range t.queue {
 		t.dequeued(jb)
@@ -643,6 +643,9 @@ func classifyErr(ctx context.Context, err error) failReason {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return failConnect
+	}
+	if reason, ok := connFailReason(err); ok {
+		return reason
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {

@@ -1,6 +1,7 @@
 package replay
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -466,14 +467,17 @@ func TestCollectors(t *testing.T) {
 		}
 	}
 	for k, v := range map[key]float64{
-		{"shadowtap_replay_requests_total", ""}:                              2,
-		{"shadowtap_replay_filtered_total", "reason=method"}:                 1,
-		{"shadowtap_replay_accepted_total", ""}:                              1,
-		{"shadowtap_replay_replayed_total", "class=4xx,target=" + target}:    1,
-		{"shadowtap_replay_compare_held_bytes", ""}:                          0,
-		{"shadowtap_replay_duration_seconds", "target=" + target}:            1,
-		{"shadowtap_replay_ttfb_seconds", "target=" + target}:                1,
-		{"shadowtap_replay_failed_total", "reason=connect,target=" + target}: 0,
+		{"shadowtap_replay_requests_total", ""}:                                          2,
+		{"shadowtap_replay_filtered_total", "reason=method"}:                             1,
+		{"shadowtap_replay_accepted_total", ""}:                                          1,
+		{"shadowtap_replay_replayed_total", "class=4xx,target=" + target}:                1,
+		{"shadowtap_replay_compare_held_bytes", ""}:                                      0,
+		{"shadowtap_replay_duration_seconds", "target=" + target}:                        1,
+		{"shadowtap_replay_ttfb_seconds", "target=" + target}:                            1,
+		{"shadowtap_replay_failed_total", "reason=connect,target=" + target}:             0,
+		{"shadowtap_replay_failed_total", "reason=response_too_large,target=" + target}:  0,
+		{"shadowtap_replay_conn_discarded_total", "reason=unsolicited,target=" + target}: 0,
+		{"shadowtap_replay_conn_discarded_total", "reason=closed,target=" + target}:      0,
 	} {
 		if g, ok := got[k]; !ok || g != v {
 			t.Errorf("%s{%s} = %v (present %v), want %v", k.name, k.labels, g, ok, v)
@@ -502,29 +506,80 @@ func TestRateLimitQueueFull(t *testing.T) {
 	}
 }
 
-// TestLogsNoSecrets: failures are logged without header values or the query.
+// TestLogsNoSecrets: every log line that can carry a request (the debug
+// "replay failed" line, for each failure reason) names the method and path
+// but never a header value, a cookie, a query value, or what the shadow
+// echoed back in a malformed response.
 func TestLogsNoSecrets(t *testing.T) {
-	var buf strings.Builder
-	var mu sync.Mutex
-	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg := testConfig(mustURL(t, "http://127.0.0.1:1"))
-	r, err := New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
+	const secretReq = "GET /account?token=s3cret-q HTTP/1.1\nHost: h\nAuthorization: Bearer s3cret-a\nCookie: sid=s3cret-c"
+	// shadow answers every request with answer (nil: no shadow at all).
+	tests := []struct {
+		name   string
+		raw    string // the request
+		answer func(nc net.Conn, req string)
+		reason string
+	}{
+		{"connect", secretReq, nil, "connect"},
+		{"invalid target", "GET /account\x7f?token=s3cret-q HTTP/1.1\nHost: h\nAuthorization: Bearer s3cret-a", func(net.Conn, string) {}, "invalid"},
+		{"timeout", secretReq, func(net.Conn, string) { time.Sleep(time.Second) }, "timeout"},
+		{"malformed header line echoing the request", secretReq, func(nc net.Conn, req string) {
+			// A broken shadow echoing the request's headers without colons.
+			io.WriteString(nc, "HTTP/1.1 200 OK\r\nSet-Cookie sid=s3cret-s\r\n"+strings.ReplaceAll(req, ":", "")+"\r\n\r\n")
+		}, "error"},
+		{"malformed status line echoing the request", secretReq, func(nc net.Conn, req string) {
+			io.WriteString(nc, "HTTP/1.1 2x0 "+strings.ReplaceAll(req, "\r\n", " ")+"\r\n\r\n")
+		}, "error"},
+		{"malformed status echoing the request", secretReq, func(nc net.Conn, req string) {
+			io.WriteString(nc, strings.ReplaceAll(req, "\r\n", " ")+"\r\n\r\n")
+		}, "error"},
+		{"bad chunk echoing the request", secretReq, func(nc net.Conn, req string) {
+			io.WriteString(nc, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"+strings.ReplaceAll(req, "\r\n", " ")+"\r\n")
+		}, "error"},
+		{"response too large", secretReq, func(nc net.Conn, req string) {
+			io.WriteString(nc, "HTTP/1.1 200 OK\r\nX: "+strings.Repeat(strings.ReplaceAll(req, "\r\n", " "), 2000))
+		}, "response_too_large"},
 	}
-	go r.Run(t.Context())
-	r.Request(mkEx(t, "GET /account?token=s3cret-q HTTP/1.1\nHost: h\nAuthorization: Bearer s3cret-a\nCookie: sid=s3cret-c", "", testClient))
-	if err := r.Drain(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	out := buf.String()
-	mu.Unlock()
-	if !strings.Contains(out, "replay failed") || !strings.Contains(out, "/account") {
-		t.Fatalf("failure not logged:\n%s", out)
-	}
-	if strings.Contains(out, "s3cret") {
-		t.Errorf("log leaks a secret:\n%s", out)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			target := "http://127.0.0.1:1"
+			if tc.answer != nil {
+				rs := newRawShadow(t, nil, func(t *testing.T, n int, nc net.Conn, br *bufio.Reader) {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					var b strings.Builder
+					req.Write(&b)
+					tc.answer(nc, b.String())
+				})
+				target = rs.url()
+			}
+			var buf strings.Builder
+			var mu sync.Mutex
+			log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			cfg := testConfig(mustURL(t, target))
+			cfg.Timeout = 300 * time.Millisecond
+			cfg.MaxResponseHeaderBytes = 4096
+			r, err := New(cfg, log)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go r.Run(context.Background())
+			r.Request(mkEx(t, tc.raw, "", testClient))
+			if err := r.Drain(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			out := buf.String()
+			mu.Unlock()
+			if !strings.Contains(out, "replay failed") || !strings.Contains(out, "/account") ||
+				!strings.Contains(out, "reason="+tc.reason) {
+				t.Fatalf("failure not logged with reason %s and the path (%+v):\n%s", tc.reason, r.Stats().Snapshot(), out)
+			}
+			if strings.Contains(out, "s3cret") {
+				t.Errorf("log leaks a secret:\n%s", out)
+			}
+		})
 	}
 }
 

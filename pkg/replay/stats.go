@@ -61,6 +61,7 @@ type targetStats struct {
 	replayed [NumClasses]atomic.Uint64
 	dropped  [numDrop]atomic.Uint64
 	failed   [numFail]atomic.Uint64
+	discard  [numDiscard]atomic.Uint64 // connections, not requests
 	inflight atomic.Int64
 	queued   func() int // jobs in the queue, duplicates included
 	// request body bytes of the jobs in the queue, duplicates included
@@ -100,15 +101,27 @@ var dropNames = [numDrop]string{"queue", "rate", "stopped", "multiply"}
 type failReason uint8
 
 const (
-	failConnect failReason = iota // could not connect
-	failTimeout                   // Timeout passed before the end of the response
-	failDrain                     // cancelled by Drain's deadline or Run's context
-	failInvalid                   // the mirrored request cannot be rebuilt
-	failError                     // any other error (reset, malformed response)
+	failConnect  failReason = iota // could not connect
+	failTimeout                    // Timeout passed before the end of the response
+	failDrain                      // cancelled by Drain's deadline or Run's context
+	failInvalid                    // the mirrored request cannot be rebuilt
+	failError                      // any other error (reset, malformed response)
+	failTooLarge                   // the response head exceeded MaxResponseHeaderBytes
 	numFail
 )
 
-var failNames = [numFail]string{"connect", "timeout", "drain", "invalid", "error"}
+var failNames = [numFail]string{"connect", "timeout", "drain", "invalid", "error", "response_too_large"}
+
+// discardReason says why a kept connection was closed before its reuse.
+type discardReason uint8
+
+const (
+	discardUnsolicited discardReason = iota // bytes arrived that no request asked for
+	discardClosed                           // the shadow closed it while idle
+	numDiscard
+)
+
+var discardNames = [numDiscard]string{"unsolicited", "closed"}
 
 // StatsSnapshot is a plain copy of Stats.
 type StatsSnapshot struct {
@@ -133,10 +146,13 @@ type TargetSnapshot struct {
 	DroppedMultiply                           uint64 // Multiply below 1: sent 0 times
 	FailedConnect, FailedTimeout, FailedDrain uint64
 	FailedInvalid, FailedError                uint64
+	FailedResponseTooLarge                    uint64
 	Queued, InFlight                          uint64 // not yet ended
 	// QueuedBytes is the request body bytes of the jobs in the queue
 	// (duplicates included), at most Config.QueueBytes.
 	QueuedBytes uint64
+	// Kept connections closed before their reuse (not request outcomes).
+	DiscardedUnsolicited, DiscardedClosed uint64
 	// Baseline is the --baseline target.
 	Baseline bool
 	// With a comparison stage, every answered or failed request ends in
@@ -159,6 +175,7 @@ type DuplicateSnapshot struct {
 	DroppedQueue, DroppedRate, DroppedStopped uint64
 	FailedConnect, FailedTimeout, FailedDrain uint64
 	FailedInvalid, FailedError                uint64
+	FailedResponseTooLarge                    uint64
 	Queued, InFlight                          uint64 // not yet ended
 }
 
@@ -178,7 +195,7 @@ func (d DuplicateSnapshot) Dropped() uint64 {
 
 // Failed is the number of duplicates sent or attempted without an answer.
 func (d DuplicateSnapshot) Failed() uint64 {
-	return d.FailedConnect + d.FailedTimeout + d.FailedDrain + d.FailedInvalid + d.FailedError
+	return d.FailedConnect + d.FailedTimeout + d.FailedDrain + d.FailedInvalid + d.FailedError + d.FailedResponseTooLarge
 }
 
 // ReplayedTotal is the number of requests the target answered.
@@ -197,7 +214,7 @@ func (t TargetSnapshot) Dropped() uint64 {
 
 // Failed is the number of requests sent or attempted without an answer.
 func (t TargetSnapshot) Failed() uint64 {
-	return t.FailedConnect + t.FailedTimeout + t.FailedDrain + t.FailedInvalid + t.FailedError
+	return t.FailedConnect + t.FailedTimeout + t.FailedDrain + t.FailedInvalid + t.FailedError + t.FailedResponseTooLarge
 }
 
 // Check verifies the accounting identities (see the package documentation).
@@ -258,6 +275,9 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		ts.FailedDrain = t.failed[failDrain].Load()
 		ts.FailedInvalid = t.failed[failInvalid].Load()
 		ts.FailedError = t.failed[failError].Load()
+		ts.FailedResponseTooLarge = t.failed[failTooLarge].Load()
+		ts.DiscardedUnsolicited = t.discard[discardUnsolicited].Load()
+		ts.DiscardedClosed = t.discard[discardClosed].Load()
 		ts.Duplicates = t.dup.snapshot()
 		// The queue holds both; the duplicates in it are counted apart.
 		ts.Queued = uint64(max(int64(t.queued())-int64(ts.Duplicates.Queued), 0))
@@ -290,6 +310,7 @@ func (d *dupStats) snapshot() DuplicateSnapshot {
 	out.FailedDrain = d.failed[failDrain].Load()
 	out.FailedInvalid = d.failed[failInvalid].Load()
 	out.FailedError = d.failed[failError].Load()
+	out.FailedResponseTooLarge = d.failed[failTooLarge].Load()
 	out.Queued = uint64(max(d.queued.Load(), 0))
 	out.InFlight = uint64(max(d.inflight.Load(), 0))
 	return out

@@ -61,20 +61,20 @@ func (c counters) ended() float64 { return c.filtered + c.replayed + c.dropped +
 func countersFrom(sc testenv.Metrics) counters {
 	return counters{
 		outcomes:      sc.ByLabel(mCapturePackets, "outcome"),
-		flowQueueFull: sc.Get(mFlowQueueFull),
-		flowGaps:      sc.Get(mFlowGaps),
-		parsed:        sc.Get(mHTTPRequests),
-		reqGap:        sc.Get(mHTTPReqGap),
-		reqBad:        sc.Get(mHTTPReqBad),
-		reqTooLarge:   sc.Get(mHTTPReqTooLarge),
-		replayReqs:    sc.Get(mReplayRequests),
-		filtered:      sc.Get(mReplayFiltered),
-		replayed:      sc.Get(mReplayed),
-		dropped:       sc.Get(mReplayDropped),
-		failed:        sc.Get(mReplayFailed),
+		flowQueueFull: sc.Sum(mFlowQueueFull),
+		flowGaps:      sc.Sum(mFlowGaps),
+		parsed:        sc.Sum(mHTTPRequests),
+		reqGap:        sc.Sum(mHTTPReqGap),
+		reqBad:        sc.Sum(mHTTPReqBad),
+		reqTooLarge:   sc.Sum(mHTTPReqTooLarge),
+		replayReqs:    sc.Sum(mReplayRequests),
+		filtered:      sc.Sum(mReplayFiltered),
+		replayed:      sc.Sum(mReplayed),
+		dropped:       sc.Sum(mReplayDropped),
+		failed:        sc.Sum(mReplayFailed),
 		dropReasons:   sc.ByLabel(mReplayDropped, "reason"),
 		failReasons:   sc.ByLabel(mReplayFailed, "reason"),
-		pending:       sc.Get(mReplayQueued) + sc.Get(mReplayInflight),
+		pending:       sc.Sum(mReplayQueued) + sc.Sum(mReplayInflight),
 	}
 }
 

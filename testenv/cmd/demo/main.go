@@ -164,8 +164,8 @@ progress:
 		case <-tick.C:
 			m, _ := scrape.get()
 			fmt.Printf("progress: client sent %d | shadowtap parsed %.0f, replayed %.0f, compared %.0f, differing %.0f\n",
-				sent.Load(), m.Get("shadowtap_http_requests_total"), m.Get("shadowtap_replay_replayed_total"),
-				m.Get(verdict.MetricCompared), m.Get(verdict.MetricDiffering))
+				sent.Load(), m.Sum("shadowtap_http_requests_total"), m.Sum("shadowtap_replay_replayed_total"),
+				m.Sum(verdict.MetricCompared), m.Sum(verdict.MetricDiffering))
 		}
 	}
 	if ctx.Err() != nil {
