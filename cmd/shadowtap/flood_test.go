@@ -13,9 +13,10 @@ import (
 // floodRSSBudget is what TestFloodsSmall allows shadowtap's RSS with
 // floodFlags on the lab's two shards: the shard queues (2 × 16.5 MiB), the
 // ring buffer (16 MiB), the connection tables (2 × 4096 connections with
-// their partial heads), the body budget (32 MiB), the replay queue's and
-// workers' state and the Go runtime's slack. README "Memory budget" gives
-// the full-size figures.
+// their partial heads), the body budget (32 MiB), 16 shadow response heads
+// of at most 1 MiB being read, the replay queue's and workers' state and
+// the Go runtime's slack (the heap grows to twice what is live before a
+// collection). README "Memory budget" gives the full-size figures.
 const floodRSSBudget = 320 << 20
 
 // floodFlags are the bounds of the small floods.
@@ -25,6 +26,7 @@ var floodFlags = []string{
 	"--queue-bytes", fmt.Sprint(16 << 20),
 	"--compare-budget", fmt.Sprint(32 << 20),
 	"--timeout", "2s",
+	"--max-inflight", "16",
 }
 
 // TestFloodsSmall runs a small version of each flood of `make flood`
@@ -57,14 +59,26 @@ func TestFloodsSmall(t *testing.T) {
 
 	const d = 4 * time.Second
 	// Rates a shared CI machine sustains with shadowtap on the same cores.
+	// RSS seldom shrinks once grown, so each flood's peak includes what
+	// the floods before left: the heaviest for the shadow comes last.
 	specs := []flood.Spec{
 		{Kind: flood.Flows, Duration: d, Flows: 100_000, Rate: 100e3},
 		{Kind: flood.Bodies, Duration: d, BodyBytes: 16 << 20, Conns: 8, Rate: 100e3},
-		{Kind: flood.Heads, Duration: d, HeadBytes: 100 << 20, Conns: 16, Rate: 20e3},
 		{Kind: flood.Random, Duration: d, Rate: 100e3},
+		{Kind: flood.Heads, Duration: d, HeadBytes: 100 << 20, Conns: 16, Rate: 1e3},
+	}
+	// What each flood must have made shadowtap count: proof that it
+	// reached the stage it aims at.
+	evidence := map[flood.Kind][]string{
+		flood.Flows:  {"shadowtap_flow_evicted_unconfirmed_total"},
+		flood.Bodies: {"shadowtap_replay_filtered_total", "reason", "body_budget"},
+		flood.Random: {"shadowtap_capture_packets_total", "outcome", "drop_malformed"},
+		flood.Heads:  {"shadowtap_replay_failed_total", "reason", "response_too_large"},
 	}
 	for _, spec := range specs {
-		rep, err := flood.Measure(ctx, snd, shadow, proc, spec, 2*time.Second, time.Second)
+		ev := evidence[spec.Kind]
+		before := flood.Sum(p.metrics(), ev[0], ev[1:]...)
+		rep, err := flood.Measure(ctx, snd, shadow, proc, spec, 2*time.Second, 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,6 +93,9 @@ func TestFloodsSmall(t *testing.T) {
 		if rep.SteadyDuring < rep.SteadyBefore/2 {
 			t.Errorf("%s: the steady connection was replayed %.1f/s during the flood, %.1f/s before: want at least half", spec.Kind, rep.SteadyDuring, rep.SteadyBefore)
 		}
+		if after := flood.Sum(p.metrics(), ev[0], ev[1:]...); after <= before {
+			t.Errorf("%s: %s%q did not grow (%v): the flood did not reach its stage", spec.Kind, ev[0], ev[1:], after)
+		}
 		select {
 		case <-p.done:
 			t.Fatalf("shadowtap exited during the %s flood (%v)", spec.Kind, p.state)
@@ -86,7 +103,8 @@ func TestFloodsSmall(t *testing.T) {
 		}
 	}
 	m := p.metrics()
-	t.Logf("after the floods: evicted %v (unconfirmed %v), body budget drops %v, queue drops %v",
+	t.Logf("after the floods: evicted %v (unconfirmed %v), body budget drops %v, queue drops %v, response_too_large %v",
 		flood.Sum(m, "shadowtap_flow_closed_evicted_total"), flood.Sum(m, "shadowtap_flow_evicted_unconfirmed_total"),
-		flood.Sum(m, "shadowtap_replay_filtered_total", "reason", "body_budget"), flood.Sum(m, "shadowtap_replay_dropped_total", "reason", "queue"))
+		flood.Sum(m, "shadowtap_replay_filtered_total", "reason", "body_budget"), flood.Sum(m, "shadowtap_replay_dropped_total", "reason", "queue"),
+		flood.Sum(m, "shadowtap_replay_failed_total", "reason", "response_too_large"))
 }

@@ -49,6 +49,7 @@ type half struct {
 	tooLarge bool
 	skipBody bool // request: the body is measured, not kept (unwanted, or over the budget)
 	overBdgt bool // request: the body went beyond the body budget
+	reserved bool // request: the whole Content-Length body is held of the budget already
 	chunked  bool
 	cr       bool   // CR seen (chunk end, chunk-size line)
 	csDigits int    // chunk-size digits
@@ -139,7 +140,7 @@ func (p *half) begin(ts uint64) {
 	}
 	p.st, p.head, p.nl, p.early, p.resume = stHead, false, 0, 0, 0
 	p.remain, p.bodyLen, p.tooLarge, p.chunked, p.cr = 0, 0, false, false, false
-	p.skipBody, p.overBdgt = false, false
+	p.skipBody, p.overBdgt, p.reserved = false, false, false
 	p.bodyHash, p.hashing = 0, false
 	p.last = ts
 }
@@ -501,6 +502,19 @@ func (p *half) framed(fr framing, ts uint64) {
 	if p.remain > cfg.MaxBodyBytes {
 		p.tooLarge = true
 	}
+	if !p.resp && p.remain > 0 && !p.tooLarge && !p.skipBody {
+		// A body of known length that will be kept: take its share of
+		// the budget and its buffer at once, so that it is not copied
+		// from buffer to larger buffer as it grows.
+		if !p.ex.holdBody(cfg.BodyBudget, p.remain) {
+			p.skipBody, p.overBdgt = true, true
+		} else {
+			p.reserved = true
+			if int64(cap(p.b.body)) < p.remain {
+				p.b.body = make([]byte, 0, p.remain)
+			}
+		}
+	}
 	if p.remain == 0 {
 		p.complete(ts)
 		return
@@ -520,6 +534,7 @@ func (p *half) appendBody(b []byte) {
 	}
 	if !p.resp {
 		switch {
+		case p.reserved:
 		case p.skipBody:
 			if !p.overBdgt {
 				p.c.n.bodySkippedBytes += uint64(len(b))
@@ -562,6 +577,7 @@ func (p *half) dropBody() {
 	}
 	if !p.resp {
 		p.ex.unholdBody()
+		p.reserved = false
 	}
 }
 

@@ -16,9 +16,12 @@ type Report struct {
 	// the warm-up to the end of the settle time.
 	PeakRSS uint64
 	// Steady replays per second the shadow received from the steady
-	// connection in the warm-up before the flood, and during it.
+	// connection in the warm-up before the flood, and from the start of
+	// the flood to the end of the settle time (replays queued behind the
+	// flood's arrive late but arrive: only lost ones lower the rate).
 	SteadyBefore, SteadyDuring float64
-	// SteadyDuringCount is the steady connection's replays during the flood.
+	// SteadyDuringCount is the steady connection's replays from the start
+	// of the flood to the end of the settle time.
 	SteadyDuringCount uint64
 	// Others is the other requests the shadow received during the flood
 	// and the settle time.
@@ -44,13 +47,13 @@ func Measure(ctx context.Context, snd *Sender, sh *Shadow, p Proc, spec Spec, wa
 	}
 	res, err := snd.Run(ctx, spec)
 	rep.Sent = res
-	b2 := sh.Steady()
-	rep.SteadyDuringCount = b2 - b1
-	if res.Elapsed > 0 {
-		rep.SteadyDuring = float64(b2-b1) / res.Elapsed.Seconds()
-	}
 	if err == nil {
 		err = sleep(ctx, settle)
+	}
+	b2 := sh.Steady()
+	rep.SteadyDuringCount = b2 - b1
+	if d := res.Elapsed + settle; d > 0 {
+		rep.SteadyDuring = float64(b2-b1) / d.Seconds()
 	}
 	rep.Others = sh.Others() - o1
 	peak, werr := w.Stop()
