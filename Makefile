@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 # sudo's secure_path usually lacks Go's directory.
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build generate check-generated test deps fuzz bench bench-bpf demo install uninstall lab-up lab-down clean
+.PHONY: all build generate check-generated test deps fuzz bench bench-bpf demo install uninstall lab-up lab-down clean flood soak
 
 all: build
 
@@ -48,6 +48,17 @@ bench-bpf:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 	$(GO) run ./scripts/benchlab
+
+# Issue 10's floods at the generator's top rate, each against a fresh
+# shadowtap in the lab; peak RSS against the budget (needs root, not in CI).
+flood:
+	$(GO) run ./scripts/flood $(FLOODARGS)
+
+# The lab's realistic mix at half the lossless rate for DURATION; RSS,
+# goroutines, fds and heap every minute, failing on an upward trend.
+DURATION ?= 30m
+soak:
+	$(GO) run ./scripts/soak --duration $(DURATION) $(SOAKARGS)
 
 demo: build
 	./scripts/demo.sh
