@@ -6,20 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shadowtap/shadowtap/pkg/pipeline"
 	"github.com/shadowtap/shadowtap/testenv"
 	"github.com/shadowtap/shadowtap/testenv/flood"
 )
 
-// floodRSSBudget is what TestFloodsSmall allows shadowtap's RSS with
-// floodFlags on the lab's two shards: the shard queues (2 × 16.5 MiB), the
-// ring buffer (16 MiB), the connection tables (2 × 4096 connections with
-// their partial heads), the body budget (32 MiB), 16 shadow response heads
-// of at most 1 MiB being read, the replay queue's and workers' state and
-// the Go runtime's slack (the heap grows to twice what is live before a
-// collection). README "Memory budget" gives the full-size figures.
-const floodRSSBudget = 320 << 20
-
-// floodFlags are the bounds of the small floods.
+// floodFlags are the bounds of the small floods, and floodConfig the same
+// as pipeline configuration, for its memory budget.
 var floodFlags = []string{
 	"--max-conns", "4096",
 	"--body-budget", fmt.Sprint(32 << 20),
@@ -27,6 +20,13 @@ var floodFlags = []string{
 	"--compare-budget", fmt.Sprint(32 << 20),
 	"--timeout", "2s",
 	"--max-inflight", "16",
+}
+
+func floodConfig() pipeline.Config {
+	c := pipeline.Defaults()
+	c.Targets = []string{"http://shadow"}
+	c.MaxConns, c.BodyBudget, c.CompareBudget, c.MaxInflight = 4096, 32<<20, 32<<20, 16
+	return c
 }
 
 // TestFloodsSmall runs a small version of each flood of `make flood`
@@ -41,6 +41,10 @@ func TestFloodsSmall(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { shadow.Close() })
+	// The memory budget of these bounds (README "Memory budget"): shard
+	// queues, ring buffer, connection tables, body and compare budgets,
+	// response heads being read, the runtime.
+	budget := uint64(pipeline.MemoryBudget(floodConfig()))
 	p := startRun(t, lab, newPinRoot(t), append([]string{"--target", shadowTarget(lab, shadowPort)}, floodFlags...)...)
 	proc := flood.Proc{PID: p.pid()}
 
@@ -84,8 +88,8 @@ func TestFloodsSmall(t *testing.T) {
 		}
 		t.Logf("%s: %s, %.0f frames/s; peak RSS %.1f MiB; steady replays %.0f/s before, %.0f/s during (%d)",
 			spec.Kind, rep.What(), rep.Sent.PPS(), float64(rep.PeakRSS)/(1<<20), rep.SteadyBefore, rep.SteadyDuring, rep.SteadyDuringCount)
-		if rep.PeakRSS > floodRSSBudget {
-			t.Errorf("%s: shadowtap RSS peaked at %.1f MiB, budget %d MiB", spec.Kind, float64(rep.PeakRSS)/(1<<20), floodRSSBudget>>20)
+		if rep.PeakRSS > budget {
+			t.Errorf("%s: shadowtap RSS peaked at %.1f MiB, budget %d MiB", spec.Kind, float64(rep.PeakRSS)/(1<<20), budget>>20)
 		}
 		if rep.SteadyBefore == 0 {
 			t.Fatalf("%s: the steady connection was not replayed before the flood", spec.Kind)

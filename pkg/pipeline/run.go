@@ -51,6 +51,7 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 		return err
 	}
 	defer p.close()
+	setMemoryLimit(cfg, log)
 	// The shards exist before anything can scrape their counters.
 	flowCtx, cancelFlow := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelFlow()

@@ -35,6 +35,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shadowtap/shadowtap/pkg/pipeline"
 	"github.com/shadowtap/shadowtap/testenv"
 	"github.com/shadowtap/shadowtap/testenv/flood"
 )
@@ -69,7 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.conns, "conns", 64, "connections of the bodies and heads floods")
 	fs.IntVar(&o.workers, "workers", 2, "generator goroutines, each with its own AF_PACKET socket")
 	fs.Float64Var(&o.steadyRate, "steady-rate", 400, "frames/s of the steady connection")
-	fs.IntVar(&o.rssBudget, "rss-budget", 1024, "peak RSS allowed, MiB (README \"Memory budget\" with the default flags)")
+	fs.IntVar(&o.rssBudget, "rss-budget", 0, "peak RSS allowed, MiB (default: the memory budget of shadowtap's defaults with one target, README \"Memory budget\")")
 	extra := fs.String("shadowtap-args", "", "extra flags for shadowtap run, space separated")
 	fs.StringVar(&o.out, "out", "", "also write the Markdown report to this file")
 	fs.DurationVar(&o.warm, "warm", 3*time.Second, "steady traffic alone before each flood")
@@ -91,6 +92,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--duration: want more than 0 and at most 10m")
 	}
 	o.extra = strings.Fields(*extra)
+	if o.rssBudget == 0 {
+		c := pipeline.Defaults()
+		c.Capture, c.Targets = o.mode, []string{"http://shadow"}
+		o.rssBudget = int(pipeline.MemoryBudget(c) >> 20)
+	}
 	return o, nil
 }
 
