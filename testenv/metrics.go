@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"math"
@@ -9,6 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // Sample is one series of a Prometheus text exposition.
@@ -22,29 +25,73 @@ type Sample struct {
 // the demo and the benchmark driver read it.
 type Metrics []Sample
 
-// ParseMetrics reads the Prometheus text format (version 0.0.4): comment
-// lines are skipped, every other line is name{labels} value [timestamp].
+// ParseMetrics reads the Prometheus text format with prometheus/common's
+// parser and flattens it into samples as the exposition shows them: a
+// histogram becomes NAME_bucket{le=...} (cumulative), NAME_sum and
+// NAME_count; a summary NAME{quantile=...}, NAME_sum and NAME_count.
+// Families are in name order, series in exposition order.
 func ParseMetrics(r io.Reader) (Metrics, error) {
-	var out Metrics
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	line := 0
-	for sc.Scan() {
-		line++
-		t := strings.TrimSpace(sc.Text())
-		if t == "" || t[0] == '#' {
-			continue
-		}
-		s, err := parseSampleLine(t)
-		if err != nil {
-			return nil, fmt.Errorf("metrics line %d %q: %w", line, t, err)
-		}
-		out = append(out, s)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, fmt.Errorf("parsing metrics: %w", err)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading metrics: %w", err)
+	names := make([]string, 0, len(mfs))
+	for n := range mfs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var out Metrics
+	for _, n := range names {
+		for _, m := range mfs[n].GetMetric() {
+			out = append(out, samples(n, m)...)
+		}
 	}
 	return out, nil
+}
+
+// samples flattens one metric of family name.
+func samples(name string, m *dto.Metric) []Sample {
+	labels := func(extra ...string) map[string]string {
+		l := make(map[string]string, len(m.GetLabel())+1)
+		for _, lp := range m.GetLabel() {
+			l[lp.GetName()] = lp.GetValue()
+		}
+		for i := 0; i+1 < len(extra); i += 2 {
+			l[extra[i]] = extra[i+1]
+		}
+		return l
+	}
+	switch {
+	case m.Histogram != nil:
+		h := m.GetHistogram()
+		var out []Sample
+		inf := false
+		for _, b := range h.GetBucket() {
+			le := strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)
+			if math.IsInf(b.GetUpperBound(), 1) {
+				le, inf = "+Inf", true
+			}
+			out = append(out, Sample{name + "_bucket", labels("le", le), float64(b.GetCumulativeCount())})
+		}
+		if !inf {
+			out = append(out, Sample{name + "_bucket", labels("le", "+Inf"), float64(h.GetSampleCount())})
+		}
+		return append(out, Sample{name + "_sum", labels(), h.GetSampleSum()}, Sample{name + "_count", labels(), float64(h.GetSampleCount())})
+	case m.Summary != nil:
+		sm := m.GetSummary()
+		var out []Sample
+		for _, q := range sm.GetQuantile() {
+			out = append(out, Sample{name, labels("quantile", strconv.FormatFloat(q.GetQuantile(), 'g', -1, 64)), q.GetValue()})
+		}
+		return append(out, Sample{name + "_sum", labels(), sm.GetSampleSum()}, Sample{name + "_count", labels(), float64(sm.GetSampleCount())})
+	case m.Counter != nil:
+		return []Sample{{name, labels(), m.GetCounter().GetValue()}}
+	case m.Gauge != nil:
+		return []Sample{{name, labels(), m.GetGauge().GetValue()}}
+	default:
+		return []Sample{{name, labels(), m.GetUntyped().GetValue()}}
+	}
 }
 
 // Lookup adds every series of the metric name whose labels include all of
@@ -150,100 +197,4 @@ func hasLabels(labels map[string]string, match []string) bool {
 		}
 	}
 	return true
-}
-
-func parseSampleLine(t string) (Sample, error) {
-	var s Sample
-	i := strings.IndexAny(t, "{ \t")
-	if i <= 0 {
-		return s, fmt.Errorf("no value")
-	}
-	s.Name = t[:i]
-	rest := t[i:]
-	if rest[0] == '{' {
-		end, labels, err := parseLabels(rest)
-		if err != nil {
-			return s, err
-		}
-		s.Labels = labels
-		rest = rest[end:]
-	}
-	fields := strings.Fields(rest)
-	if len(fields) == 0 {
-		return s, fmt.Errorf("no value")
-	}
-	v, err := parseFloat(fields[0])
-	if err != nil {
-		return s, err
-	}
-	s.Value = v
-	return s, nil
-}
-
-func parseFloat(f string) (float64, error) {
-	switch f {
-	case "+Inf":
-		return math.Inf(1), nil
-	case "-Inf":
-		return math.Inf(-1), nil
-	case "NaN":
-		return math.NaN(), nil
-	}
-	v, err := strconv.ParseFloat(f, 64)
-	if err != nil {
-		return 0, fmt.Errorf("bad value %q: %w", f, err)
-	}
-	return v, nil
-}
-
-// parseLabels parses {a="x",b="y"} at the start of s and returns the index
-// just past the closing brace.
-func parseLabels(s string) (int, map[string]string, error) {
-	labels := map[string]string{}
-	i := 1
-	for {
-		for i < len(s) && (s[i] == ' ' || s[i] == ',') {
-			i++
-		}
-		if i >= len(s) {
-			return 0, nil, fmt.Errorf("unterminated labels")
-		}
-		if s[i] == '}' {
-			return i + 1, labels, nil
-		}
-		eq := strings.IndexByte(s[i:], '=')
-		if eq < 0 {
-			return 0, nil, fmt.Errorf("label without '='")
-		}
-		key := strings.TrimSpace(s[i : i+eq])
-		i += eq + 1
-		if i >= len(s) || s[i] != '"' {
-			return 0, nil, fmt.Errorf("label %s: value not quoted", key)
-		}
-		i++
-		var b strings.Builder
-		for {
-			if i >= len(s) {
-				return 0, nil, fmt.Errorf("label %s: unterminated value", key)
-			}
-			c := s[i]
-			if c == '\\' && i+1 < len(s) {
-				switch s[i+1] {
-				case 'n':
-					b.WriteByte('\n')
-				default:
-					b.WriteByte(s[i+1])
-				}
-				i += 2
-				continue
-			}
-			if c == '"' {
-				i++
-				break
-			}
-			b.WriteByte(c)
-			i++
-		}
-		labels[key] = b.String()
-	}
 }

@@ -90,3 +90,34 @@ func (f *fatalRecorder) Fatalf(string, ...any) {
 	f.failed = true
 	panic("fatal")
 }
+
+// TestParseMetricsHistogram: histograms flatten as the exposition shows
+// them, so tests can read buckets, sums and counts by name.
+func TestParseMetricsHistogram(t *testing.T) {
+	const text = `# HELP shadowtap_verdict_latency_seconds Latency.
+# TYPE shadowtap_verdict_latency_seconds histogram
+shadowtap_verdict_latency_seconds_bucket{side="shadow",le="0.1"} 3
+shadowtap_verdict_latency_seconds_bucket{side="shadow",le="1"} 5
+shadowtap_verdict_latency_seconds_bucket{side="shadow",le="+Inf"} 6
+shadowtap_verdict_latency_seconds_sum{side="shadow"} 7.5
+shadowtap_verdict_latency_seconds_count{side="shadow"} 6
+`
+	m, err := ParseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		match []string
+		want  float64
+	}{
+		{"shadowtap_verdict_latency_seconds_bucket", []string{"le", "0.1"}, 3},
+		{"shadowtap_verdict_latency_seconds_bucket", []string{"le", "+Inf", "side", "shadow"}, 6},
+		{"shadowtap_verdict_latency_seconds_sum", nil, 7.5},
+		{"shadowtap_verdict_latency_seconds_count", []string{"side", "shadow"}, 6},
+	} {
+		if got := m.Get(t, c.name, c.match...); got != c.want {
+			t.Errorf("Get(%s, %v) = %v, want %v", c.name, c.match, got, c.want)
+		}
+	}
+}
