@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -160,4 +161,55 @@ func TestBodyBudgetGap(t *testing.T) {
 		t.Errorf("budget held %d after the body in progress was dropped at a gap", got)
 	}
 	h.Close(flow.CloseFIN, 3)
+}
+
+// TestHeadBudget: heads in progress beyond their first 2 KiB are covered
+// by the budget; a head that does not fit is dropped (too large, over
+// budget) and the budget comes back as heads complete or end.
+func TestHeadBudget(t *testing.T) {
+	b := NewBudget(4 << 10)
+	var st Stats
+	sink := newRecSink(t)
+	f := NewFactory(Config{BodyBudget: b}, sink, &st, nil)
+	partial := "GET /slow HTTP/1.1\r\nHost: h\r\nX-Pad: " + strings.Repeat("p", 5<<10-40) // 5 KiB, no end
+	key := testKey
+	var hs []flow.Handler
+	for i := range 2 {
+		key.Client = netipPort(key, i)
+		h := f(key, 0, false)
+		hs = append(hs, h)
+		h.Data(Q, []byte(partial), 1)
+	}
+	if got := b.Held(); got != int64(len(partial))-headFree {
+		t.Fatalf("budget held %d with one 5 KiB head in progress covered, want %d", got, len(partial)-headFree)
+	}
+	s := st.Snapshot()
+	if s.HeadsOverBudget != 1 || s.RequestsTooLarge != 1 {
+		t.Fatalf("heads over budget %d, requests too large %d; want 1 and 1 (the second head did not fit)", s.HeadsOverBudget, s.RequestsTooLarge)
+	}
+	if len(sink.recs) != 1 || !sink.recs[0].tooLarge {
+		t.Fatalf("requests handed over %v, want the second, too large", sink.summaries())
+	}
+	// The first head completes: its budget comes back.
+	hs[0].Data(Q, []byte("\r\n\r\n"), 2)
+	if got := b.Held(); got != 0 {
+		t.Errorf("budget held %d once the head completed, want 0", got)
+	}
+	// A head in progress dropped at a gap gives its budget back too.
+	hs[0].Data(Q, []byte(partial), 3)
+	if b.Held() == 0 {
+		t.Fatal("nothing held for the next head in progress")
+	}
+	hs[0].Gap(Q, 4)
+	if got := b.Held(); got != 0 {
+		t.Errorf("budget held %d after a gap dropped the head in progress, want 0", got)
+	}
+	for _, h := range hs {
+		h.Close(flow.CloseFIN, 5)
+	}
+	checkAccounting(t, st.Snapshot())
+}
+
+func netipPort(k flow.Key, i int) netip.AddrPort {
+	return netip.AddrPortFrom(k.Client.Addr(), k.Client.Port()+uint16(i))
 }

@@ -47,9 +47,10 @@ type half struct {
 	bodyHash uint64 // FNV-1a 64 of the response body so far, once it is longer than ResponseBodyKeep
 	hashing  bool   // the body went beyond ResponseBodyKeep: bodyHash is running
 	tooLarge bool
-	skipBody bool // request: the body is measured, not kept (unwanted, or over the budget)
-	overBdgt bool // request: the body went beyond the body budget
-	reserved bool // request: the whole Content-Length body is held of the budget already
+	skipBody bool  // request: the body is measured, not kept (unwanted, or over the budget)
+	overBdgt bool  // request: the body went beyond the body budget
+	reserved bool  // request: the whole Content-Length body is held of the budget already
+	headHeld int64 // bytes of the head in progress taken from the budget (beyond headFree)
 	chunked  bool
 	cr       bool   // CR seen (chunk end, chunk-size line)
 	csDigits int    // chunk-size digits
@@ -147,6 +148,7 @@ func (p *half) begin(ts uint64) {
 
 // drop abandons the message in progress.
 func (p *half) drop() {
+	p.unholdHead()
 	if p.ex != nil {
 		p.ex.Release()
 		p.ex, p.b, p.m, p.r = nil, nil, nil, nil
@@ -239,7 +241,11 @@ func (p *half) headBytes(b []byte, ts uint64) []byte {
 		n = end + 1
 	}
 	if len(p.b.head)+n > p.c.f.cfg.MaxHeaderBytes {
-		p.headTooLarge(ts)
+		p.headTooLarge(ts, false)
+		return nil
+	}
+	if end < 0 && !p.holdHead(len(p.b.head)+n) {
+		p.headTooLarge(ts, true)
 		return nil
 	}
 	p.b.appendHead(b[:n])
@@ -297,7 +303,7 @@ func (p *half) wholeHead(b []byte, ts uint64) ([]byte, bool) {
 	end := n
 	switch {
 	case err == nil && n <= p.c.f.cfg.MaxHeaderBytes:
-	case err == errIncomplete && len(b) <= p.c.f.cfg.MaxHeaderBytes:
+	case err == errIncomplete && len(b) <= p.c.f.cfg.MaxHeaderBytes && p.holdHead(len(b)):
 		// b holds no end of head (its lines so far are all fields), so
 		// headBytes would copy it all, its scan state after b's last bytes.
 		end = len(b)
@@ -405,8 +411,42 @@ func (p *half) lost() {
 	}
 }
 
-func (p *half) headTooLarge(ts uint64) {
+// headFree is the part of a head in progress that does not count against
+// the budget: a head that arrives whole, or whose first segment is not
+// longer, takes nothing from it.
+const headFree = 2048
+
+// holdHead makes the budget cover a head in progress of size bytes beyond
+// headFree, or reports false when it cannot.
+func (p *half) holdHead(size int) bool {
+	need := int64(size-headFree) - p.headHeld
+	if need <= 0 {
+		return true
+	}
+	if !p.c.f.cfg.BodyBudget.take(need) {
+		return false
+	}
+	p.headHeld += need
+	return true
+}
+
+// unholdHead gives back the budget of the head in progress: it is
+// complete, or dropped.
+func (p *half) unholdHead() {
+	if p.headHeld != 0 {
+		p.c.f.cfg.BodyBudget.give(p.headHeld)
+		p.headHeld = 0
+	}
+}
+
+// headTooLarge ends a message whose head went beyond MaxHeaderBytes, or,
+// overBudget, whose head in progress the budget could not cover.
+func (p *half) headTooLarge(ts uint64, overBudget bool) {
+	p.unholdHead()
 	st := p.c.f.stats
+	if overBudget {
+		st.headsOverBudget.Add(1)
+	}
 	ex := p.ex
 	p.ex, p.b, p.m, p.r = nil, nil, nil, nil
 	if p.resp {
@@ -418,7 +458,7 @@ func (p *half) headTooLarge(ts uint64) {
 	} else {
 		st.reqTooLarge.Add(1)
 		ex.qb.head = ex.qb.head[:0]
-		ex.Req = Request{TooLarge: true, Start: ex.Req.Start, End: ts}
+		ex.Req = Request{TooLarge: true, OverBudget: overBudget, Start: ex.Req.Start, End: ts}
 		p.st = stResync
 		p.c.requestDone(ex, p.pairable)
 	}
@@ -456,6 +496,7 @@ func (p *half) headDone(ts uint64) {
 // framed chooses how the body of the message whose head was just parsed is
 // framed.
 func (p *half) framed(fr framing, ts uint64) {
+	p.unholdHead() // the head is complete
 	cfg := &p.c.f.cfg
 	if p.resp {
 		p.r.Head, p.r.Fields = p.b.head, p.b.fields

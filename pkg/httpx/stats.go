@@ -84,7 +84,7 @@ type Stats struct {
 	noRespGap, noRespClosed, noRespGaveUp    atomic.Uint64
 	noRespOverflow                           atomic.Uint64
 	bodySkipped, bodySkippedBytes            atomic.Uint64
-	overBudget                               atomic.Uint64
+	overBudget, headsOverBudget              atomic.Uint64
 	budget                                   atomic.Pointer[Budget] // the factory's, for BodyBudgetHeld
 }
 
@@ -125,6 +125,7 @@ type StatsSnapshot struct {
 	RequestsBodySkipped     uint64 // bodies measured, not kept: the sink did not want them (e.g. a method not replayed)
 	RequestBodySkippedBytes uint64 // bytes of those bodies
 	RequestsOverBudget      uint64 // bodies dropped because keeping them would have gone beyond Config.BodyBudget
+	HeadsOverBudget         uint64 // messages dropped (counted too large) because their head in progress went beyond what Config.BodyBudget had left
 	BodyBudgetHeld          uint64 // bytes of request bodies held now (parser and replay), at most the budget
 	BodyBudgetBytes         uint64 // the budget's size (--body-budget)
 }
@@ -161,6 +162,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		RequestsBodySkipped:     s.bodySkipped.Load(),
 		RequestBodySkippedBytes: s.bodySkippedBytes.Load(),
 		RequestsOverBudget:      s.overBudget.Load(),
+		HeadsOverBudget:         s.headsOverBudget.Load(),
 	}
 	if b := s.budget.Load(); b != nil {
 		out.BodyBudgetHeld = uint64(max(b.Held(), 0))

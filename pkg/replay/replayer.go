@@ -226,10 +226,10 @@ func (r *Replayer) Request(ex *httpx.Exchange) {
 		s.filteredPath.Add(1)
 	case d == decSampledOut:
 		s.sampledOut.Add(1)
-	case ex.Req.TooLarge:
-		s.tooLarge.Add(1)
 	case ex.Req.OverBudget:
 		s.bodyBudget.Add(1)
+	case ex.Req.TooLarge:
+		s.tooLarge.Add(1)
 	default:
 		s.accepted.Add(1)
 		r.dispatch(ex)
