@@ -284,6 +284,22 @@ func judge(w io.Writer, o options, samples []sample, sent mirrorgen.Summary) boo
 	}
 	fmt.Fprintf(w, "\n%s soak, %s capture, %.0f mirrored packets/s asked (%d frames, %d complete requests sent); samples every %s, judged after a %s warm-up\n\n",
 		o.duration, o.mode, o.rate, sent.Packets, sent.RequestsSent, o.interval, o.warmup)
+	fmt.Fprintln(w, "| minute | RSS MiB | live heap MiB | goroutines | open fds | requests parsed/s | replayed/s | capture losses |")
+	fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for i, s := range samples {
+		var rps, rep, lost float64
+		if i > 0 {
+			p := samples[i-1]
+			dt := (s.At - p.At).Seconds()
+			rps, rep, lost = (s.Requests-p.Requests)/dt, (s.Replays-p.Replays)/dt, s.Lost-p.Lost
+		}
+		mark := ""
+		if s.At < o.warmup {
+			mark = " (warm-up)"
+		}
+		fmt.Fprintf(w, "| %.1f%s | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | %.0f |\n", s.At.Minutes(), mark, s.RSS/(1<<20), s.Heap/(1<<20), s.Goroutines, s.FDs, rps, rep, lost)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| series | first judged | last | min | max | fitted growth over the window | tolerance | verdict |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- |")
 	ok := len(after) >= 3
