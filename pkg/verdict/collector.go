@@ -1,7 +1,6 @@
 package verdict
 
 import (
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 

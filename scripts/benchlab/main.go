@@ -61,6 +61,10 @@ type options struct {
 	extra     []string
 	out       string
 	verbose   bool
+
+	// Soak (--soak): one rate for a long time, sampled.
+	soak, soakEvery, soakWarmup time.Duration
+	soakRate                    float64
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -83,6 +87,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	extra := fs.String("shadowtap-args", "", "extra flags for shadowtap run, space separated")
 	fs.StringVar(&o.out, "out", "", "also write the Markdown report to this file")
 	fs.BoolVar(&o.verbose, "v", false, "log lab setup steps")
+	fs.DurationVar(&o.soak, "soak", 0, "instead of the rate steps, run --soak-rate for this long with the first of --modes and fail if RSS, heap, goroutines or open fds trend upward after --soak-warmup")
+	soakRate := fs.String("soak-rate", "150k", "mirrored packets/s of the soak (default: half the lossless XDP rate of BENCHMARKS.md)")
+	fs.DurationVar(&o.soakEvery, "soak-every", time.Minute, "soak sampling interval")
+	fs.DurationVar(&o.soakWarmup, "soak-warmup", 5*time.Minute, "soak samples before this are not judged")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -99,6 +107,19 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var err error
 	if o.rates, err = parseRates(*rates); err != nil {
 		return o, err
+	}
+	if o.soak > 0 {
+		r, err := parseRates(*soakRate)
+		if err != nil || len(r) != 1 {
+			return o, fmt.Errorf("--soak-rate %q: want one rate", *soakRate)
+		}
+		o.soakRate = r[0]
+		if o.soakEvery <= 0 || o.soakWarmup < 0 || o.soak < o.soakWarmup+3*o.soakEvery {
+			return o, errors.New("--soak must leave at least three --soak-every samples after --soak-warmup")
+		}
+		if o.modes[0] == "gen" {
+			return o, errors.New("--soak needs a capture mode first in --modes (xdp or socket)")
+		}
 	}
 	if o.quick {
 		o.rates, o.step = []float64{50e3}, 2*time.Second
@@ -222,6 +243,11 @@ func run(ctx context.Context, o options, args []string) error {
 	}
 	defer snd.Close()
 
+	if o.soak > 0 {
+		return runSoak(ctx, o, lab, snd, receiverConfig{
+			bin: bin, mode: o.modes[0], pinRoot: pinRoot, logDir: workDir, lab: lab, extra: o.extra,
+		})
+	}
 	var modes []modeResult
 	stepNo := 0
 	for _, mode := range o.modes {

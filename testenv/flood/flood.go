@@ -1,51 +1,24 @@
-// Package flood drives hostile and sustained traffic at shadowtap in the
-// mirror lab, for `make flood`, `make soak` and their small versions in the
-// tests: floods of new flows (SYN and one segment each), request bodies
-// that are never answered, a shadow that answers with enormous heads,
-// random bytes in VXLAN from an allowed source, and a steady keep-alive
-// connection whose replays must go on meanwhile. It sits in front of the
-// data path, beside testenv/mirrorgen (which builds the frames), and reads
-// what shadowtap exposes: its /proc entry and /metrics.
+// Package flood drives the request-body flood of issue 10 at shadowtap in
+// the mirror lab (cmd/shadowtap's TestFloodBodies, small in CI and at full
+// scale under `make flood`): connections that send GETs with large bodies
+// back to back, never answered, at the generator's top rate, while a steady
+// keep-alive connection's replays must go on. It sits in front of the data
+// path, beside testenv/mirrorgen (which builds the frames), and reads what
+// shadowtap exposes: its /proc entry, and what the shadow receives.
 package flood
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/shadowtap/shadowtap/testenv"
 	"github.com/shadowtap/shadowtap/testenv/mirrorgen"
 )
-
-// Kind is one flood.
-type Kind string
-
-// The floods of issue 10, in the order `make flood` runs them.
-const (
-	Flows  Kind = "flows"  // distinct flows of a SYN and one request segment each
-	Bodies Kind = "bodies" // request bodies that are never answered
-	Heads  Kind = "heads"  // ordinary traffic, the shadow answering with huge heads
-	Random Kind = "random" // random bytes in VXLAN from an allowed source
-)
-
-// Kinds lists every flood.
-var Kinds = []Kind{Flows, Bodies, Heads, Random}
-
-// ParseKind parses a flood's name.
-func ParseKind(s string) (Kind, error) {
-	for _, k := range Kinds {
-		if string(k) == s {
-			return k, nil
-		}
-	}
-	return "", fmt.Errorf("flood %q: want flows, bodies, heads or random", s)
-}
 
 // Port is the mirrored service's port the floods address (shadowtap's --ports).
 const Port = 8080
@@ -56,17 +29,11 @@ const SteadyHost = "steady.flood"
 
 // Spec is one flood run.
 type Spec struct {
-	Kind     Kind
-	Duration time.Duration // upper bound of the run
-	// Flows (Flows): distinct flows; the run ends after them or Duration.
-	Flows int
-	// BodyBytes (Bodies): Content-Length of each request; Conns connections
-	// send them back to back, pipelined, never answered.
+	Duration time.Duration // length of the run
+	// BodyBytes is the Content-Length of each request; Conns connections
+	// (default 64) send them back to back, pipelined, never answered.
 	BodyBytes int
-	// HeadBytes (Heads): the size of the shadow's answer heads.
-	HeadBytes int
-	// Conns: connections of Bodies and Heads (default 64).
-	Conns int
+	Conns     int
 	// Rate in frames per second for all workers; 0 is the top rate.
 	Rate float64
 	Seed uint64
@@ -75,8 +42,7 @@ type Spec struct {
 // Result is what a flood sent.
 type Result struct {
 	Frames, Refused uint64 // frames written; of them refused by the kernel (never sent)
-	Flows           uint64 // flows opened
-	Requests        uint64 // requests started (Bodies, Heads)
+	Requests        uint64 // requests started
 	Elapsed         time.Duration
 }
 
@@ -184,8 +150,7 @@ func (s *Sender) Steady(ctx context.Context, rate float64) (stop func() mirrorge
 	}, nil
 }
 
-// Run sends one flood with every worker until it is done or spec.Duration
-// passes.
+// Run sends the flood with every worker for spec.Duration.
 func (s *Sender) Run(ctx context.Context, spec Spec) (Result, error) {
 	if spec.Duration <= 0 {
 		return Result{}, errors.New("flood: a run needs a Duration")
@@ -204,9 +169,6 @@ func (s *Sender) Run(ctx context.Context, spec Spec) (Result, error) {
 		part := spec
 		part.Rate = spec.Rate / float64(n)
 		part.Seed = spec.Seed<<8 | uint64(i)
-		if spec.Flows > 0 {
-			part.Flows = spec.Flows / n
-		}
 		part.Conns = max(1, spec.Conns/n)
 		wg.Go(func() {
 			before := w.Dropped()
@@ -219,7 +181,6 @@ func (s *Sender) Run(ctx context.Context, spec Spec) (Result, error) {
 	for _, r := range res {
 		out.Frames += r.Frames
 		out.Refused += r.Refused
-		out.Flows += r.Flows
 		out.Requests += r.Requests
 	}
 	out.Elapsed = time.Since(start)
@@ -230,39 +191,17 @@ func (s *Sender) Run(ctx context.Context, spec Spec) (Result, error) {
 	return out, err
 }
 
-// worker sends one worker's share of a flood.
+// worker sends one worker's share of the flood.
 func (s *Sender) worker(ctx context.Context, w mirrorgen.Writer, i int, spec Spec) (Result, error) {
 	// Each worker floods its own inner server address, so no two workers
 	// share a flow.
 	server := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 81, byte(240 + i%8), byte(2 + i/8)}), Port)
-	cfg := s.genConfig(server, spec.Seed)
-	switch spec.Kind {
-	case Heads:
-		// Ordinary mirrored GETs: what is hostile is the shadow's answer.
-		cfg.Conns, cfg.RequestsPerConn, cfg.Duration = spec.Conns, 100, spec.Duration
-		cfg.Rate, cfg.Mix = spec.Rate, mirrorgen.Mix{Small: 1}
-		g, err := mirrorgen.New(cfg)
-		if err != nil {
-			return Result{}, err
-		}
-		sum, err := g.Run(ctx, w)
-		return Result{Frames: sum.Packets, Flows: sum.Conns, Requests: sum.Requests}, err
-	}
-	g, err := mirrorgen.New(cfg)
+	g, err := mirrorgen.New(s.genConfig(server, spec.Seed))
 	if err != nil {
 		return Result{}, err
 	}
 	b := newBatcher(w, spec.Rate)
-	switch spec.Kind {
-	case Flows:
-		err = flows(ctx, g, b, i, spec)
-	case Bodies:
-		err = bodies(ctx, g, b, server, spec)
-	case Random:
-		err = random(ctx, g, b, spec)
-	default:
-		err = fmt.Errorf("flood: unknown kind %q", spec.Kind)
-	}
+	err = bodies(ctx, g, b, server, spec)
 	if ferr := b.flush(ctx); err == nil {
 		err = ferr
 	}
@@ -324,39 +263,6 @@ func (b *batcher) flush(ctx context.Context) error {
 	}
 	b.res.Elapsed = time.Since(b.start)
 	return ctx.Err()
-}
-
-// flows sends distinct flows, each a SYN and one segment starting a
-// request that never ends: every flow is new to the receiver and holds a
-// partial head. Clients 198.18.0.0/16, ports from 1024 up.
-func flows(ctx context.Context, g *mirrorgen.Generator, b *batcher, worker int, spec Spec) error {
-	var pad [200]byte
-	for i := range pad {
-		pad[i] = 'p'
-	}
-	server := g.Config().Server
-	for i := 0; spec.Flows <= 0 || i < spec.Flows; i++ {
-		client := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), uint16(1024+worker*4096+(i>>16)%4096))
-		isn := uint32(i) * 2654435761
-		f, err := g.SegmentFrame(b.next(), mirrorgen.Segment{Client: client, Server: server, FromClient: true, Flags: mirrorgen.FlagSYN, Seq: isn})
-		if err != nil {
-			return err
-		}
-		if err := b.add(ctx, f); err != nil {
-			return err
-		}
-		payload := append([]byte("GET /flood/"+strconv.Itoa(i)+" HTTP/1.1\r\nHost: flood\r\nX-Pad: "), pad[:]...)
-		f, err = g.SegmentFrame(b.next(), mirrorgen.Segment{Client: client, Server: server, FromClient: true,
-			Flags: mirrorgen.FlagACK | mirrorgen.FlagPSH, Seq: isn + 1, Payload: payload})
-		if err != nil {
-			return err
-		}
-		if err := b.add(ctx, f); err != nil {
-			return err
-		}
-		b.res.Flows++
-	}
-	return nil
 }
 
 // bodies opens spec.Conns connections (handshake both ways) and sends on
@@ -427,47 +333,6 @@ func bodies(ctx context.Context, g *mirrorgen.Generator, b *batcher, server neti
 				return err
 			}
 			c.seq += uint32(len(p))
-		}
-	}
-}
-
-// random sends VXLAN frames from the allowed source with the session's
-// VNI whose inner bytes are random: half wholly random, half a valid
-// Ethernet, IPv4 and TCP header to the mirrored port of one of 4096 flows
-// with a random sequence number and random payload.
-func random(ctx context.Context, g *mirrorgen.Generator, b *batcher, spec Spec) error {
-	rng := rand.New(rand.NewPCG(spec.Seed, 0x5eed))
-	mss := g.Config().MSS
-	server := g.Config().Server
-	junk := make([]byte, mss+108)
-	for i := 0; ; i++ {
-		var f []byte
-		var err error
-		if i%2 == 0 {
-			n := 1 + rng.IntN(len(junk))
-			for j := 0; j < n; j += 8 {
-				v := rng.Uint64()
-				for k := 0; k < 8 && j+k < n; k++ {
-					junk[j+k] = byte(v >> (8 * k))
-				}
-			}
-			f, err = g.RawFrame(b.next(), uint16(49152+rng.IntN(16384)), junk[:n])
-		} else {
-			n := rng.IntN(mss + 1)
-			for j := 0; j < n; j++ {
-				junk[j] = byte(rng.Uint32())
-			}
-			k := rng.IntN(4096)
-			client := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 20, byte(k >> 8), byte(k)}), uint16(40000+k))
-			flags := uint8(rng.IntN(32)) | mirrorgen.FlagACK
-			f, err = g.SegmentFrame(b.next(), mirrorgen.Segment{Client: client, Server: server, FromClient: rng.IntN(2) == 0,
-				Flags: flags, Seq: rng.Uint32(), Ack: rng.Uint32(), Payload: junk[:n]})
-		}
-		if err != nil {
-			return err
-		}
-		if err := b.add(ctx, f); err != nil {
-			return err
 		}
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/shadowtap/shadowtap/testenv"
 )
 
 // Report is one flood measured against a running shadowtap.
@@ -23,7 +21,7 @@ type Report struct {
 	// SteadyDuringCount is the steady connection's replays from the start
 	// of the flood to the end of the settle time.
 	SteadyDuringCount uint64
-	// Others is the other requests the shadow received during the flood
+	// Others is the flood's requests the shadow received during the flood
 	// and the settle time.
 	Others uint64
 }
@@ -41,10 +39,6 @@ func Measure(ctx context.Context, snd *Sender, sh *Shadow, p Proc, spec Spec, wa
 	}
 	b1, o1 := sh.Steady(), sh.Others()
 	rep.SteadyBefore = float64(b1-b0) / warm.Seconds()
-	if spec.Kind == Heads {
-		sh.SetHeadBytes(int64(spec.HeadBytes))
-		defer sh.SetHeadBytes(0)
-	}
 	res, err := snd.Run(ctx, spec)
 	rep.Sent = res
 	if err == nil {
@@ -59,10 +53,10 @@ func Measure(ctx context.Context, snd *Sender, sh *Shadow, p Proc, spec Spec, wa
 	peak, werr := w.Stop()
 	rep.PeakRSS = peak
 	if err != nil {
-		return rep, fmt.Errorf("flood %s: %w", spec.Kind, err)
+		return rep, fmt.Errorf("flood: %w", err)
 	}
 	if werr != nil {
-		return rep, fmt.Errorf("flood %s: watching shadowtap: %w", spec.Kind, werr)
+		return rep, fmt.Errorf("flood: watching shadowtap: %w", werr)
 	}
 	return rep, nil
 }
@@ -80,36 +74,5 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // What says what the flood sent, for a report.
 func (r Report) What() string {
-	switch r.Spec.Kind {
-	case Flows:
-		return fmt.Sprintf("%d distinct flows (SYN + one segment)", r.Sent.Flows)
-	case Bodies:
-		return fmt.Sprintf("%d GETs with %d MiB bodies on %d connections, never answered", r.Sent.Requests, r.Spec.BodyBytes>>20, r.Spec.Conns)
-	case Heads:
-		return fmt.Sprintf("%d GETs, the shadow answering with %d MiB heads", r.Sent.Requests, r.Spec.HeadBytes>>20)
-	case Random:
-		return fmt.Sprintf("%d VXLAN frames of random bytes", r.Sent.Sent())
-	}
-	return string(r.Spec.Kind)
-}
-
-// Sum adds the series of name in m whose labels include match (label,
-// value pairs); 0 when none does (for reports, not for checks).
-func Sum(m testenv.Metrics, name string, match ...string) float64 {
-	var v float64
-	for _, s := range m {
-		if s.Name != name {
-			continue
-		}
-		ok := true
-		for i := 0; i+1 < len(match); i += 2 {
-			if s.Labels[match[i]] != match[i+1] {
-				ok = false
-			}
-		}
-		if ok {
-			v += s.Value
-		}
-	}
-	return v
+	return fmt.Sprintf("%d GETs with %d MiB bodies on %d connections, never answered", r.Sent.Requests, r.Spec.BodyBytes>>20, r.Spec.Conns)
 }

@@ -20,19 +20,16 @@ import (
 
 // Shadow is the shadow fleet's side of a flood: a keep-alive HTTP/1.1
 // server that counts requests, the steady connection's (Host SteadyHost)
-// apart, and answers 200 with a short body, or, while HeadBytes is set,
-// answers every other request with a head of that many bytes (one header
-// line, streamed, never held). It records nothing else, so it does not
-// grow with the load.
+// apart, reads their bodies and answers 200 with a short body. It records
+// nothing else, so it does not grow with the load.
 type Shadow struct {
-	ln        net.Listener
-	headBytes atomic.Int64
-	steady    atomic.Uint64
-	others    atomic.Uint64
-	wg        sync.WaitGroup
-	mu        sync.Mutex
-	conns     map[net.Conn]struct{}
-	closed    bool
+	ln     net.Listener
+	steady atomic.Uint64
+	others atomic.Uint64
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
 }
 
 // StartShadow listens on addr in ns of lab.
@@ -45,10 +42,6 @@ func StartShadow(lab *testenv.Lab, ns, addr string) (*Shadow, error) {
 	s.wg.Go(s.serve)
 	return s, nil
 }
-
-// SetHeadBytes makes every answer but the steady connection's a head of n
-// bytes (0: ordinary answers).
-func (s *Shadow) SetHeadBytes(n int64) { s.headBytes.Store(n) }
 
 // Steady is the steady connection's requests received; Others the rest.
 func (s *Shadow) Steady() uint64 { return s.steady.Load() }
@@ -93,10 +86,7 @@ func (s *Shadow) serve() {
 	}
 }
 
-var (
-	okAnswer = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nshadow ok\n")
-	bigLine  = []byte(strings.Repeat("a", 64<<10))
-)
+var okAnswer = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nshadow ok\n")
 
 func (s *Shadow) handle(c net.Conn) {
 	r := bufio.NewReaderSize(c, 16<<10)
@@ -111,18 +101,10 @@ func (s *Shadow) handle(c net.Conn) {
 			return
 		}
 		req.Body.Close()
-		big := s.headBytes.Load()
 		if req.Host == SteadyHost {
 			s.steady.Add(1)
-			big = 0
 		} else {
 			s.others.Add(1)
-		}
-		if big > 0 {
-			if err := writeBigHead(w, big); err != nil {
-				return
-			}
-			continue
 		}
 		if _, err := w.Write(okAnswer); err != nil {
 			return
@@ -133,27 +115,6 @@ func (s *Shadow) handle(c net.Conn) {
 			}
 		}
 	}
-}
-
-// writeBigHead writes a 200 whose head is n bytes: one X-Big header line
-// filled with 'a', then an empty body.
-func writeBigHead(w *bufio.Writer, n int64) error {
-	const start = "HTTP/1.1 200 OK\r\nX-Big: "
-	const end = "\r\nContent-Length: 0\r\n\r\n"
-	if _, err := w.WriteString(start); err != nil {
-		return err
-	}
-	for left := n - int64(len(start)+len(end)); left > 0; {
-		k := min(left, int64(len(bigLine)))
-		if _, err := w.Write(bigLine[:k]); err != nil {
-			return err
-		}
-		left -= k
-	}
-	if _, err := w.WriteString(end); err != nil {
-		return err
-	}
-	return w.Flush()
 }
 
 // Proc is a shadowtap process to watch.
@@ -200,15 +161,6 @@ func (p Proc) Status() (Status, error) {
 		return st, fmt.Errorf("/proc/%d/status: no VmHWM", p.PID)
 	}
 	return st, nil
-}
-
-// FDs counts the process's open file descriptors.
-func (p Proc) FDs() (int, error) {
-	ents, err := readDir(fmt.Sprintf("/proc/%d/fd", p.PID))
-	if err != nil {
-		return 0, err
-	}
-	return len(ents), nil
 }
 
 // PeakWatcher samples a process's RSS every interval and keeps the peak:
@@ -265,12 +217,4 @@ func readFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", name, errNoProc)
 	}
 	return b, err
-}
-
-func readDir(name string) ([]os.DirEntry, error) {
-	ents, err := os.ReadDir(name)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", name, errNoProc)
-	}
-	return ents, err
 }
