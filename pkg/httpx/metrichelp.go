@@ -34,6 +34,5 @@ func (StatsSnapshot) MetricHelp() map[string]string {
 		"RequestsOverBudget":      "Request bodies dropped because keeping them would have gone beyond --body-budget: the request is not replayed (filtered body_budget).",
 		"HeadsOverBudget":         "Requests and responses dropped (also counted too large) because their head in progress, beyond its first 2 KiB, did not fit in what --body-budget had left.",
 		"BodyBudgetHeld":          "Bytes of request bodies held now by the parser and the replay queues, at most --body-budget.",
-		"BodyBudgetBytes":         "The process-wide budget for request bodies held (--body-budget).",
 	}
 }

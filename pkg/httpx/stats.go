@@ -127,7 +127,6 @@ type StatsSnapshot struct {
 	RequestsOverBudget      uint64 // bodies dropped because keeping them would have gone beyond Config.BodyBudget
 	HeadsOverBudget         uint64 // messages dropped (counted too large) because their head in progress went beyond what Config.BodyBudget had left
 	BodyBudgetHeld          uint64 // bytes of request bodies held now (parser and replay), at most the budget
-	BodyBudgetBytes         uint64 // the budget's size (--body-budget)
 }
 
 // Snapshot returns the current counters.
@@ -166,7 +165,6 @@ func (s *Stats) Snapshot() StatsSnapshot {
 	}
 	if b := s.budget.Load(); b != nil {
 		out.BodyBudgetHeld = uint64(max(b.Held(), 0))
-		out.BodyBudgetBytes = uint64(b.Limit())
 	}
 	return out
 }
