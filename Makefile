@@ -64,9 +64,13 @@ soak:
 bench-bpf:
 	$(GO) test -run '^$$' -bench BenchmarkXDP -benchtime 2s ./pkg/xdp/
 
+# The lab benchmark: both shapes of issue 12 (1 request per connection,
+# keep-alive), parse-only and end to end with and without the comparison,
+# against the minimal shadow; then one reference run against net/http's server.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 	$(GO) run ./scripts/benchlab
+	$(GO) run ./scripts/benchlab --shadow nethttp --variants compare --rates 100k,200k,max
 
 demo: build
 	./scripts/demo.sh

@@ -26,7 +26,7 @@ func TestCLIGolden(t *testing.T) {
 		{"stats-help", []string{"stats", "--help"}},
 		{"verdict-help", []string{"verdict", "--help"}},
 		{"report-help", []string{"report", "--help"}},
-		{"no-command", []string{}}, // not nil: cobra would read os.Args, the test binary's flags
+		{"no-command", nil},
 		{"unknown-command", []string{"replay"}},
 		{"unknown-flag", []string{"run", "--bogus"}},
 		{"run-no-allowlist", []string{"run", "--iface", "eth0", "--ports", "8080"}},

@@ -84,6 +84,8 @@ func runCmd(fs *pflag.FlagSet, _, stderr io.Writer) func(context.Context) error 
 	fs.Int64Var(&cfg.CompareBodyBytes, "compare-body-bytes", cfg.CompareBodyBytes, "body bytes kept per response for comparison; beyond, only length and hash are compared")
 	fs.Int64Var(&cfg.CompareBudget, "compare-budget", cfg.CompareBudget, `bytes of production and shadow bodies held for comparison across the process; beyond, exchanges are counted uncompared "budget"`)
 	fs.StringVar(&cfg.VerdictOut, "verdict-out", "", "write the /verdict JSON document to this file every --log-interval and at exit")
+	fs.BoolVar(&cfg.NoCompare, "no-compare", false, "replay without comparing the answers with production's (for benchmarks)")
+	_ = fs.MarkHidden("no-compare")
 
 	// Operations.
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics, /verdict, /healthz and /readyz listen address (empty = off)")

@@ -103,6 +103,9 @@ type Config struct {
 	CompareBodyBytes int64         // --compare-body-bytes
 	CompareBudget    int64         // --compare-budget
 	VerdictOut       string        // --verdict-out FILE
+	// NoCompare (--no-compare, hidden) replays without the comparison
+	// stage: for benchmarks that measure what the comparison costs.
+	NoCompare bool
 
 	// Operations.
 	MetricsAddr  string

@@ -56,6 +56,10 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 	flowCtx, cancelFlow := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelFlow()
 	p.dispatch = flow.NewDispatcher(flowCtx, p.flowCfg, p.factory)
+	if bl, ok := p.source.(interface{ Backlog() float64 }); ok && p.replayer != nil {
+		// Replay sheds sessions when capture falls behind (issue 12).
+		p.replayer.SetCapturePressure(bl.Backlog)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(p.collectors()...)
@@ -174,11 +178,13 @@ func build(cfg Config, log *slog.Logger) (*stages, error) {
 		if err != nil {
 			return nil, err
 		}
-		e, err := verdict.New(verdictConfig(cfg), log)
-		if err != nil {
-			return nil, fmt.Errorf("verdict: %w", err)
+		if !cfg.NoCompare {
+			e, err := verdict.New(verdictConfig(cfg), log)
+			if err != nil {
+				return nil, fmt.Errorf("verdict: %w", err)
+			}
+			p.engine, rc.Verdict = e, e
 		}
-		p.engine, rc.Verdict = e, e
 		r, err := replay.New(rc, log)
 		if err != nil {
 			return nil, err
@@ -312,7 +318,9 @@ func (p *stages) collectors() []prometheus.Collector {
 	}
 	if p.replayer != nil {
 		cs = append(cs, p.replayer.Collectors()...)
-		cs = append(cs, p.engine.Collectors()...)
+		if p.engine != nil {
+			cs = append(cs, p.engine.Collectors()...)
+		}
 	} else {
 		cs = append(cs, metrics.Stage("observe", func() any { return p.observer.snapshot() }))
 	}

@@ -117,8 +117,10 @@ func (p *stages) logSummary(log *slog.Logger, msg string) {
 			"replayed", replayed, "filtered", r.FilteredMethod+r.FilteredPath,
 			"sampled_out", r.SampledOut, "too_large", r.TooLarge,
 			"dropped", dropped, "failed", failed, "pending", pending))
-		compared, differing := p.engine.Totals()
-		attrs = append(attrs, slog.Group("verdict", "compared", compared, "differing", differing))
+		if p.engine != nil {
+			compared, differing := p.engine.Totals()
+			attrs = append(attrs, slog.Group("verdict", "compared", compared, "differing", differing))
+		}
 	} else {
 		o := p.observer.snapshot()
 		attrs = append(attrs, slog.Group("observe", "requests", o.Requests, "responses", o.Responses))

@@ -77,6 +77,17 @@
 // bounded in entries (Config.Queue) and in body bytes (Config.QueueBytes);
 // a request that does not fit either is dropped "queue" for that target.
 //
+// # Overload
+//
+// Before a request is queued, admission control (overload.go) may shed it:
+// once a target's queue passes half full, only a fraction of the sampled
+// key space is replayed — set from what the slowest target answers over
+// what arrives, steered to a quarter-full queue — so whole sessions (sample
+// keys) are shed rather than random requests, a session under way keeps
+// its decision, and the replay work stays within what the shadow takes.
+// Shed requests count as dropped "overload" on every target; the fraction
+// is the gauge shadowtap_replay_admitted_ratio.
+//
 // # Accounting
 //
 // Every exchange given to Request ends in exactly one outcome. Globally:
@@ -86,7 +97,7 @@
 // Every accepted request is offered to every target, so for each target
 // (first copies only):
 //
-//	Accepted = Replayed (by status class) + Dropped (queue, rate, stopped, multiply)
+//	Accepted = Replayed (by status class) + Dropped (queue, rate, stopped, multiply, overload)
 //	         + Failed (connect, timeout, drain, invalid, error, response_too_large)
 //	         + Queued + InFlight
 //

@@ -9,7 +9,7 @@ import (
 // the bytes held for comparison, and per-target latency and TTFB histograms.
 // The comparison's own series come from pkg/verdict.
 func (r *Replayer) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{newStatsCollector(r), r.latency, r.ttfb}
+	return []prometheus.Collector{newStatsCollector(r), r.latency, r.ttfb, newAdmittedCollector(r.adm)}
 }
 
 type statsCollector struct {
@@ -31,7 +31,7 @@ func newStatsCollector(r *Replayer) *statsCollector {
 		filtered:     d("filtered_total", "Requests not replayed, by reason: method, path, sampled_out, too_large, body_budget (the body would have gone beyond --body-budget).", "reason"),
 		accepted:     d("accepted_total", "Requests that passed every filter and were offered to every target."),
 		replayed:     d("replayed_total", "Requests the target answered, by status class.", "target", "class"),
-		dropped:      d("dropped_total", "Requests not sent to the target, by reason: queue full (--queue entries or --queue-bytes), rate limit, stopped, multiply (a --multiply below 1 sent it 0 times).", "target", "reason"),
+		dropped:      d("dropped_total", "Requests not sent to the target, by reason: queue full (--queue entries or --queue-bytes), rate limit, stopped, multiply (a --multiply below 1 sent it 0 times), overload (whole sessions shed).", "target", "reason"),
 		failed:       d("failed_total", "Requests sent or attempted without an answer, by reason.", "target", "reason"),
 		discarded:    d("conn_discarded_total", "Kept connections to the target closed before their reuse, by reason: unsolicited (bytes no request asked for arrived), closed (the target closed it while idle).", "target", "reason"),
 		queued:       d("queued", "Requests waiting in the target's queue, duplicates included.", "target"),
@@ -77,6 +77,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.dropped, t.DroppedRate, t.Target, dropNames[dropRate])
 		counter(c.dropped, t.DroppedStopped, t.Target, dropNames[dropStopped])
 		counter(c.dropped, t.DroppedMultiply, t.Target, dropNames[dropMultiply])
+		counter(c.dropped, t.DroppedOverload, t.Target, dropNames[dropOverload])
 		counter(c.failed, t.FailedConnect, t.Target, failNames[failConnect])
 		counter(c.failed, t.FailedTimeout, t.Target, failNames[failTimeout])
 		counter(c.failed, t.FailedDrain, t.Target, failNames[failDrain])

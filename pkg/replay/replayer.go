@@ -44,6 +44,7 @@ type Replayer struct {
 	stopped bool // guarded by intake: queues closed, no more sends
 
 	cmp compareState // with Config.Verdict only
+	adm *admission   // overload shedding (overload.go)
 
 	runMu      sync.Mutex
 	started    bool
@@ -139,6 +140,7 @@ func New(cfg Config, log *slog.Logger) (*Replayer, error) {
 		r.hashCopy = r.hashCopy || t.mul.frac > 0
 	}
 	r.stats.comparing = cfg.Verdict != nil
+	r.adm = newAdmission(func() time.Time { return r.now() }, r.targetLoads)
 	return r, nil
 }
 
@@ -232,6 +234,9 @@ func (r *Replayer) Request(ex *httpx.Exchange) {
 		s.tooLarge.Add(1)
 	default:
 		s.accepted.Add(1)
+		if !r.admitted(ex) {
+			return // shed by overload control, counted
+		}
 		r.dispatch(ex)
 	}
 }

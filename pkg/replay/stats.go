@@ -93,10 +93,11 @@ const (
 	dropRate                       // beyond MaxRPS
 	dropStopped                    // arrived after Drain stopped intake
 	dropMultiply                   // a multiplier below 1 sent this request 0 times
+	dropOverload                   // its session was shed by overload control (overload.go)
 	numDrop
 )
 
-var dropNames = [numDrop]string{"queue", "rate", "stopped", "multiply"}
+var dropNames = [numDrop]string{"queue", "rate", "stopped", "multiply", "overload"}
 
 type failReason uint8
 
@@ -144,6 +145,7 @@ type TargetSnapshot struct {
 	Replayed                                  [NumClasses]uint64
 	DroppedQueue, DroppedRate, DroppedStopped uint64
 	DroppedMultiply                           uint64 // Multiply below 1: sent 0 times
+	DroppedOverload                           uint64 // shed by overload control, whole sessions
 	FailedConnect, FailedTimeout, FailedDrain uint64
 	FailedInvalid, FailedError                uint64
 	FailedResponseTooLarge                    uint64
@@ -209,7 +211,7 @@ func (t TargetSnapshot) ReplayedTotal() uint64 {
 
 // Dropped is the number of requests not sent to the target.
 func (t TargetSnapshot) Dropped() uint64 {
-	return t.DroppedQueue + t.DroppedRate + t.DroppedStopped + t.DroppedMultiply
+	return t.DroppedQueue + t.DroppedRate + t.DroppedStopped + t.DroppedMultiply + t.DroppedOverload
 }
 
 // Failed is the number of requests sent or attempted without an answer.
@@ -270,6 +272,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		ts.DroppedRate = t.dropped[dropRate].Load()
 		ts.DroppedStopped = t.dropped[dropStopped].Load()
 		ts.DroppedMultiply = t.dropped[dropMultiply].Load()
+		ts.DroppedOverload = t.dropped[dropOverload].Load()
 		ts.FailedConnect = t.failed[failConnect].Load()
 		ts.FailedTimeout = t.failed[failTimeout].Load()
 		ts.FailedDrain = t.failed[failDrain].Load()

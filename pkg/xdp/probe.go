@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -30,6 +32,17 @@ type Probe struct {
 	link   link.Link    // nil when only loaded
 	pinDir string       // "" when nothing is pinned
 	beat   atomic.Int64 // unix ns of the reader's last poll (see LastActive)
+	// backlog is the most bytes the reader found waiting in the ring at a
+	// poll since Backlog last read it.
+	backlog atomic.Int64
+}
+
+// Backlog returns how full the ring buffer was, at most, when the reader
+// came to it since the last call: 0 (it keeps up) to 1 (events are lost).
+// Replay's overload control sheds work when the reader falls behind
+// (issue 12). Call it only while Run runs.
+func (p *Probe) Backlog() float64 {
+	return float64(p.backlog.Swap(0)) / float64(p.reader.BufferSize())
 }
 
 // LastActive is when Run's reader last polled the ring or drained it: it
@@ -40,13 +53,6 @@ func (p *Probe) LastActive() time.Time {
 		return time.Unix(0, v)
 	}
 	return time.Time{}
-}
-
-// poll arms the next read deadline and records the reader as live.
-func (p *Probe) poll() {
-	now := time.Now()
-	p.beat.Store(now.UnixNano())
-	p.reader.SetDeadline(now.Add(PollInterval))
 }
 
 var _ event.Source = (*Probe)(nil)
@@ -268,48 +274,118 @@ func (p *Probe) Run(ctx context.Context, sink event.Batcher) error {
 	rec := ringbuf.Record{RawSample: make([]byte, 0, maxRecord)}
 	var h event.Header
 	var decodeErrs uint64
-	n := 0
-	p.poll()
+	// The reader never blocks in a system call. A deadline in the past makes
+	// ReadInto drain what the ring holds and return; the goroutine then
+	// waits in Go's network poller for the ring's file descriptor (readable
+	// when the program asks for a wakeup) or PollInterval. A thread blocked
+	// in epoll_wait for milliseconds would make the runtime hand its P to
+	// another thread and keep sysmon waking every 20 µs (issue 12: about a
+	// tenth of shadowtap's CPU with replay on).
+	p.reader.SetDeadline(time.Unix(1, 0))
+	wait, closeWait, err := p.ringWaiter()
+	if err != nil {
+		return err
+	}
+	defer closeWait()
 	for {
-		err := p.reader.ReadInto(&rec)
+		p.beat.Store(time.Now().UnixNano())
+		if b := int64(p.reader.AvailableBytes()); b > p.backlog.Load() {
+			p.backlog.Store(b) // only this goroutine raises it
+		}
+		n, err := p.drain(ctx, &rec, &h, sink, &decodeErrs)
+		sink.Flush()
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("read the XDP event ring buffer: %w", err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if n >= readerBusy {
+			// Traffic is heavy: come back as soon as the shards had the
+			// CPU.
+			runtime.Gosched()
+			continue
+		}
+		if err := wait(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// readerBusy is the events a poll must find for the reader to poll again
+// at once (after yielding) instead of waiting for a wakeup.
+const readerBusy = 256
+
+// ringWaiter returns a function that waits until the ring buffer signals
+// data (the program's wakeup), PollInterval passes or ctx ends, parking the
+// goroutine in Go's network poller rather than a thread in a system call.
+func (p *Probe) ringWaiter() (wait func(context.Context) error, closeFn func(), err error) {
+	syscall.ForkLock.RLock()
+	fd, err := syscall.Dup(p.objs.ShadowtapRing.FD())
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return nil, nil, fmt.Errorf("xdp: duplicating the ring buffer descriptor: %w", err)
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, nil, fmt.Errorf("xdp: ring buffer descriptor: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "xdp-ring")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("xdp: ring buffer descriptor: %w", err)
+	}
+	wait = func(ctx context.Context) error {
+		if err := f.SetReadDeadline(time.Now().Add(PollInterval)); err != nil {
+			return fmt.Errorf("xdp: ring buffer poll: %w", err)
+		}
+		unwatch := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
+		defer unwatch()
+		err := rc.Read(func(uintptr) bool { return p.reader.AvailableBytes() > 0 })
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("xdp: ring buffer poll: %w", err)
+		}
+		return nil
+	}
+	return wait, func() { f.Close() }, nil
+}
+
+// drain hands every event the ring holds to sink and returns how many. It
+// stops early when ctx ends (checked every ctxCheckEvery events).
+func (p *Probe) drain(ctx context.Context, rec *ringbuf.Record, h *event.Header, sink event.Batcher, decodeErrs *uint64) (int, error) {
+	n := 0
+	for {
+		err := p.reader.ReadInto(rec)
 		switch {
 		case err == nil:
-			payload, derr := event.Decode(rec.RawSample, &h)
+			payload, derr := event.Decode(rec.RawSample, h)
 			if derr != nil {
 				// Cannot happen with the program in bpf/; say so once.
-				if decodeErrs == 0 {
+				if *decodeErrs == 0 {
 					p.log.Error("xdp: undecodable ring buffer record", "len", len(rec.RawSample), "err", derr)
 				}
-				decodeErrs++
+				*decodeErrs++
 				continue
 			}
-			sink.Segment(&h, payload)
+			sink.Segment(h, payload)
 			n++
-			if rec.Remaining == 0 {
-				sink.Flush()
+			if n%ctxCheckEvery == 0 {
 				if ctx.Err() != nil {
-					return nil
-				}
-				p.poll()
-			} else if n%ctxCheckEvery == 0 {
-				if ctx.Err() != nil {
-					sink.Flush()
-					return nil
+					return n, nil
 				}
 				p.beat.Store(time.Now().UnixNano())
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			sink.Flush()
-			if ctx.Err() != nil {
-				return nil
-			}
-			p.poll()
-		case errors.Is(err, os.ErrClosed):
-			sink.Flush()
-			return nil
+			return n, nil // the ring is empty
 		default:
-			sink.Flush()
-			return fmt.Errorf("read the XDP event ring buffer: %w", err)
+			return n, err
 		}
 	}
 }

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"math"
+	"net"
+	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +39,7 @@ func TestCountersFromMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if miss := missingMetrics(sc); len(miss) != 0 {
+	if miss := missingMetrics(sc, true); len(miss) != 0 {
 		t.Errorf("missing %v", miss)
 	}
 	c := countersFrom(sc)
@@ -98,10 +103,19 @@ func TestFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(q.rates) != 1 || q.step != 2*time.Second || len(q.modes) != 2 {
+	if len(q.rates) != 1 || q.step != 2*time.Second || len(q.modes) != 1 {
 		t.Errorf("quick: %v %v %v", q.rates, q.step, q.modes)
 	}
-	for _, bad := range [][]string{{"--modes", "pcap"}, {"--rates", "0"}, {"--rates", "x"}, {"--mix", "nope=1"}, {"extra"}} {
+	d, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(d.shapes, []string{shapeConn, shapeKeepAlive}) || !slices.Equal(d.variants, []string{variantParse, variantCompare, variantNoCompare}) ||
+		d.rates[len(d.rates)-1] != 0 || d.shadow != shadowMinimal {
+		t.Errorf("defaults: shapes %v variants %v rates %v shadow %s", d.shapes, d.variants, d.rates, d.shadow)
+	}
+	for _, bad := range [][]string{{"--modes", "pcap"}, {"--rates", "0"}, {"--rates", "x"}, {"--mix", "nope=1"}, {"extra"},
+		{"--shape", "ring"}, {"--variants", "all"}, {"--shadow", "nginx"}} {
 		if _, err := parseFlags(bad, io.Discard); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
@@ -127,5 +141,134 @@ func TestJudge(t *testing.T) {
 	s = newStepResult("socket", 1000, gen, before, after)
 	if s.Lossless {
 		t.Error("refused frames judged lossless")
+	}
+	// Parse-only: nothing is replayed, every request parsed is enough.
+	gen.Refused = 0
+	after = counters{outcomes: map[string]float64{"emit": 1010}, parsed: 100}
+	s = newStepResult("xdp", 1000, gen, before, after)
+	s.Variant = variantParse
+	s.judge()
+	if !s.Lossless {
+		t.Errorf("parse-only step judged lossy: %v", s.Why)
+	}
+	after.parsed = 99
+	s = newStepResult("xdp", 1000, gen, before, after)
+	s.Variant = variantParse
+	s.judge()
+	if s.Lossless {
+		t.Error("parse-only step with a request not parsed judged lossless")
+	}
+}
+
+func TestCPUPerReplayed(t *testing.T) {
+	step := func(pkts uint64, cpu time.Duration, replayed float64) stepResult {
+		return stepResult{Gen: genResult{Summary: mirrorgen.Summary{Packets: pkts, Elapsed: time.Second}}, CPU: cpu, Replayed: replayed}
+	}
+	tests := []struct {
+		name   string
+		e, p   stepResult
+		want   float64
+		wantOK bool
+	}{
+		{"same packets", step(1e6, 3*time.Second, 100e3), step(1e6, time.Second, 0), 20, true},
+		{"parse-only scaled to the packets", step(1e6, 3*time.Second, 100e3), step(2e6, 2*time.Second, 0), 20, true},
+		{"nothing replayed", step(1e6, 3*time.Second, 0), step(1e6, time.Second, 0), 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := cpuPerReplayed(tc.e, tc.p)
+		if ok != tc.wantOK || math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("%s: %v µs, %v; want %v, %v", tc.name, got, ok, tc.want, tc.wantOK)
+		}
+	}
+}
+
+// TestMinimalShadow drives the minimal shadow as the replayer does: keep-
+// alive GETs, a HEAD (no body in the answer), a request with a body, and
+// pipelined requests answered in order; unsupported framing closes.
+func TestMinimalShadow(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go serveMinimal(ln, []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nshadow ok\n"))
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	send := func(s string) {
+		t.Helper()
+		if _, err := io.WriteString(c, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect := func(method string) {
+		t.Helper()
+		resp, err := http.ReadResponse(br, &http.Request{Method: method})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 || resp.Close {
+			t.Fatalf("%s: %d %q close=%v %v", method, resp.StatusCode, b, resp.Close, err)
+		}
+		if want := string(cannedBody); method == "HEAD" && len(b) != 0 || method != "HEAD" && string(b) != want {
+			t.Fatalf("%s: body %q", method, b)
+		}
+	}
+	send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	expect("GET")
+	send("HEAD /b HTTP/1.1\r\nHost: x\r\n\r\n")
+	expect("HEAD")
+	send("OPTIONS /c HTTP/1.1\r\nHost: x\r\ncontent-length: 5\r\n\r\nhello")
+	expect("OPTIONS")
+	send("GET /d HTTP/1.1\r\nHost: x\r\n\r\nGET /e HTTP/1.1\r\nHost: x\r\n\r\nHEAD /f HTTP/1.1\r\n\r\n")
+	expect("GET")
+	expect("GET")
+	expect("HEAD")
+	send("GET /g HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("chunked request: %v, want the connection closed", err)
+	}
+}
+
+// TestReport: the Markdown report pairs each end-to-end step with the
+// parse-only step of the same shape, mode and rate for the CPU per
+// replayed request, gives comparison on vs off, and lists overload steps.
+func TestReport(t *testing.T) {
+	step := func(variant string, rate float64, pkts uint64, cpu time.Duration, replayed float64, shed float64) stepResult {
+		s := stepResult{Shape: shapeKeepAlive, Mode: "xdp", Variant: variant, Requested: rate,
+			Gen:  genResult{Summary: mirrorgen.Summary{Packets: pkts, RequestsSent: pkts / 5, Elapsed: time.Second}},
+			Emit: float64(pkts), Parsed: float64(pkts / 5), CPU: cpu, Replayed: replayed, Admitted: 1,
+			DropReasons: map[string]float64{}}
+		if shed > 0 {
+			s.Dropped, s.DropReasons["overload"], s.Admitted = shed, shed, 0.25
+		}
+		s.judge()
+		return s
+	}
+	runs := []runResult{
+		{Shape: shapeKeepAlive, Mode: "xdp", Variant: variantParse, Steps: []stepResult{
+			step(variantParse, 200e3, 200e3, time.Second, 0, 0), step(variantParse, 0, 400e3, 2*time.Second, 0, 0)}},
+		{Shape: shapeKeepAlive, Mode: "xdp", Variant: variantCompare, Steps: []stepResult{
+			step(variantCompare, 200e3, 200e3, 3*time.Second, 40e3, 0), step(variantCompare, 0, 400e3, 4*time.Second, 20e3, 60e3)}},
+		{Shape: shapeKeepAlive, Mode: "xdp", Variant: variantNoCompare, Steps: []stepResult{
+			step(variantNoCompare, 200e3, 200e3, 2*time.Second, 40e3, 0)}},
+	}
+	var b strings.Builder
+	printReport(&b, options{shadow: shadowMinimal}, machine{CPUs: 2}, nil, runs)
+	out := b.String()
+	for _, want := range []string{
+		"end to end at 200.0 k: 50.0 µs",               // (3 s - 1 s) / 40 k
+		"end to end, --no-compare at 200.0 k: 25.0 µs", // (2 s - 1 s) / 40 k
+		"highest lossless rate 200.0 k / 200.0 k pkt/s = 1.00",
+		"| xdp | end to end | max | 400.0 k | 0 | 0 | 0 | 80000 / 80000 | 25.0 % | 60000 | 0 | 0.25 |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
 	}
 }

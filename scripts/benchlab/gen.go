@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
-	"strconv"
 	"sync"
 	"time"
 
@@ -24,6 +21,7 @@ type genConfig struct {
 	mix             mirrorgen.Mix
 	smallBody       int
 	largeKiB        int
+	leanAcks        bool
 }
 
 // sender drives mirrorgen from the production namespace: one AF_PACKET
@@ -31,14 +29,13 @@ type genConfig struct {
 // mirror session addresses its target.
 type sender struct {
 	lab     *testenv.Lab
-	cfg     genConfig
 	writers []*mirrorgen.PacketWriter
 	srcMAC  net.HardwareAddr
 	dstMAC  net.HardwareAddr
 }
 
-func newSender(lab *testenv.Lab, cfg genConfig) (*sender, error) {
-	s := &sender{lab: lab, cfg: cfg}
+func newSender(lab *testenv.Lab, workers int) (*sender, error) {
+	s := &sender{lab: lab}
 	err := lab.Do(lab.RecvNS, func() error {
 		ifi, err := net.InterfaceByName(lab.RecvIface)
 		if err != nil {
@@ -56,7 +53,7 @@ func newSender(lab *testenv.Lab, cfg genConfig) (*sender, error) {
 			return fmt.Errorf("production mirror interface %s: %w", testenv.ProdMirrorIface, err)
 		}
 		s.srcMAC = ifi.HardwareAddr
-		for range cfg.workers {
+		for range workers {
 			w, err := mirrorgen.NewPacketWriter(testenv.ProdMirrorIface)
 			if err != nil {
 				return err
@@ -109,10 +106,11 @@ func (g genResult) RPS() float64 {
 	return float64(g.RequestsSent) / g.Elapsed.Seconds()
 }
 
-// run sends rate frames/s for d, split over the workers. Step numbers give
+// run sends rate frames/s (0: as fast as it goes) of cfg's traffic for d,
+// split over the workers. Step numbers give
 // each step its own inner server address (10.81.<step>.<2+worker>), so the
 // connections a step leaves open never share a 4-tuple with the next step's.
-func (s *sender) run(ctx context.Context, step int, rate float64, d time.Duration) (genResult, error) {
+func (s *sender) run(ctx context.Context, cfg genConfig, step int, rate float64, d time.Duration) (genResult, error) {
 	n := len(s.writers)
 	results := make([]mirrorgen.Summary, n)
 	refused := make([]uint64, n)
@@ -122,13 +120,14 @@ func (s *sender) run(ctx context.Context, step int, rate float64, d time.Duratio
 	for i, w := range s.writers {
 		server := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 81, byte(step % 256), byte(2 + i)}), 8080)
 		g, err := mirrorgen.New(mirrorgen.Config{
-			Conns:           max(1, s.cfg.conns/n),
-			RequestsPerConn: s.cfg.requestsPerConn,
+			Conns:           max(1, cfg.conns/n),
+			RequestsPerConn: cfg.requestsPerConn,
 			Duration:        d,
 			Rate:            rate / float64(n),
-			Mix:             s.cfg.mix,
-			SmallBody:       s.cfg.smallBody,
-			LargeKiB:        s.cfg.largeKiB,
+			Mix:             cfg.mix,
+			SmallBody:       cfg.smallBody,
+			LargeKiB:        cfg.largeKiB,
+			LeanAcks:        cfg.leanAcks,
 			VNI:             s.lab.VNI,
 			Source:          s.lab.MirrorSource4,
 			Receiver:        s.lab.RecvAddr4,
@@ -160,38 +159,4 @@ func (s *sender) run(ctx context.Context, step int, rate float64, d time.Duratio
 	}
 	out.Elapsed = time.Since(start)
 	return out, errors.Join(errs...)
-}
-
-// startShadow serves the shadow fleet's side in the shadow namespace: a
-// small, fast handler that answers every path with 200 and a short body
-// (HEAD without one). It records nothing, so it does not grow with the load.
-func startShadow(ctx context.Context, lab *testenv.Lab, addr string) (func() error, error) {
-	ln, err := lab.Listen(lab.ShadowNS, "tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("shadow server: %w", err)
-	}
-	body := []byte("shadow ok\n")
-	clen := strconv.Itoa(len(body))
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			_, _ = io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "text/plain")
-			w.Header().Set("Content-Length", clen)
-			_, _ = w.Write(body)
-		}),
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	return func() error {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		err := srv.Shutdown(sctx)
-		if serr := <-done; !errors.Is(serr, http.ErrServerClosed) {
-			err = errors.Join(err, serr)
-		}
-		return err
-	}, nil
 }

@@ -24,6 +24,7 @@ const metricsAddr = "127.0.0.1:9464"
 // receiver is a `shadowtap run` process in the lab's receiver namespace.
 type receiver struct {
 	mode    string
+	variant string
 	cmd     *exec.Cmd
 	pid     int // the shadowtap process (not nsenter's, should it differ)
 	logPath string
@@ -35,6 +36,7 @@ type receiver struct {
 
 type receiverConfig struct {
 	bin, mode, pinRoot, logDir string
+	shape, variant             string
 	lab                        *testenv.Lab
 	extra                      []string
 }
@@ -47,17 +49,22 @@ func startReceiver(ctx context.Context, rc receiverConfig) (*receiver, error) {
 		"--ports", "8080",
 		"--vni", fmt.Sprint(lab.VNI),
 		"--source", lab.MirrorSourcePrefix().String(),
-		"--target", "http://" + testenv.HostPort(lab.ShadowAddr4, 8080),
 		"--metrics-addr", metricsAddr,
 		"--no-systemd",
 		"--log-interval", "5s",
+	}
+	switch rc.variant {
+	case variantCompare:
+		args = append(args, "--target", "http://"+testenv.HostPort(lab.ShadowAddr4, 8080))
+	case variantNoCompare:
+		args = append(args, "--target", "http://"+testenv.HostPort(lab.ShadowAddr4, 8080), "--no-compare")
 	}
 	if rc.mode == "xdp" {
 		args = append(args, "--iface", lab.RecvIface, "--pin-root", rc.pinRoot)
 	}
 	args = append(args, rc.extra...)
 
-	logPath := filepath.Join(rc.logDir, "shadowtap-"+rc.mode+".log")
+	logPath := filepath.Join(rc.logDir, fmt.Sprintf("shadowtap-%s-%s-%s.log", rc.shape, rc.mode, rc.variant))
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("shadowtap log: %w", err)
@@ -74,7 +81,7 @@ func startReceiver(ctx context.Context, rc receiverConfig) (*receiver, error) {
 		return nil, fmt.Errorf("starting shadowtap: %w", err)
 	}
 	r := &receiver{
-		mode: rc.mode, cmd: cmd, logPath: logPath, logFile: lf, done: make(chan struct{}),
+		mode: rc.mode, variant: rc.variant, cmd: cmd, logPath: logPath, logFile: lf, done: make(chan struct{}),
 		client: &http.Client{
 			Timeout:   5 * time.Second,
 			Transport: &http.Transport{DialContext: lab.DialContext(lab.RecvNS), MaxIdleConns: 2},

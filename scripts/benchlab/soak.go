@@ -43,7 +43,7 @@ func runSoak(ctx context.Context, o options, lab *testenv.Lab, snd *sender, rc r
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		gen, err := snd.run(ctx, step, o.soakRate, min(o.soakEvery, o.soak-time.Since(start)))
+		gen, err := snd.run(ctx, o.gen, step, o.soakRate, min(o.soakEvery, o.soak-time.Since(start)))
 		if err != nil {
 			return fmt.Errorf("interval %d: %w", step, err)
 		}

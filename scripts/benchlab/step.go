@@ -26,6 +26,9 @@ const (
 	mReplayFailed    = "shadowtap_replay_failed_total"   // {target,reason}
 	mReplayQueued    = "shadowtap_replay_queued"         // gauge {target}
 	mReplayInflight  = "shadowtap_replay_inflight"       // gauge {target}
+	mVerdictCompared = "shadowtap_verdict_compared_total"
+	mVerdictUncomp   = "shadowtap_verdict_uncompared_total" // {reason}
+	mAdmitted        = "shadowtap_replay_admitted_ratio"    // gauge
 )
 
 // counters are the cumulative figures read at the edge of a step.
@@ -38,7 +41,10 @@ type counters struct {
 	replayed, dropped, failed float64
 	dropReasons, failReasons  map[string]float64
 	pending                   float64 // queued + in flight now
-	shadowtapCPU              time.Duration
+	compared                  float64
+	uncompared                map[string]float64
+	admitted                  float64 // gauge now; 1 when absent
+	shadowtapCPU, shadowCPU   time.Duration
 	selfCPU                   time.Duration
 	sys                       sysCPU
 	recvRxDropped             uint64 // recv mir0 rx_dropped (veth: before XDP or the stack)
@@ -75,14 +81,36 @@ func countersFrom(sc testenv.Metrics) counters {
 		dropReasons:   sc.ByLabel(mReplayDropped, "reason"),
 		failReasons:   sc.ByLabel(mReplayFailed, "reason"),
 		pending:       sc.Sum(mReplayQueued) + sc.Sum(mReplayInflight),
+		compared:      sc.Sum(mVerdictCompared),
+		uncompared:    sc.ByLabel(mVerdictUncomp, "reason"),
+		admitted:      admittedRatio(sc),
 	}
+}
+
+// admittedRatio is the lowest admitted ratio of the targets, 1 without one.
+func admittedRatio(sc testenv.Metrics) float64 {
+	if !sc.Has(mAdmitted) {
+		return 1
+	}
+	lo := 1.0
+	for _, v := range sc.ByLabel(mAdmitted, "target") {
+		lo = min(lo, v)
+	}
+	if len(sc.ByLabel(mAdmitted, "target")) == 0 {
+		lo = min(lo, sc.Sum(mAdmitted))
+	}
+	return lo
 }
 
 // missingMetrics lists the metric names the benchmark needs that a scrape
 // lacks, so a renamed metric fails loudly instead of reading as zero.
-func missingMetrics(sc testenv.Metrics) []string {
+func missingMetrics(sc testenv.Metrics, replay bool) []string {
 	var out []string
-	for _, n := range []string{mCapturePackets, mFlowQueueFull, mHTTPRequests, mReplayRequests, mReplayed, mReplayDropped, mReplayFailed} {
+	need := []string{mCapturePackets, mFlowQueueFull, mHTTPRequests}
+	if replay {
+		need = append(need, mReplayRequests, mReplayed, mReplayDropped, mReplayFailed)
+	}
+	for _, n := range need {
 		if !sc.Has(n) {
 			out = append(out, n)
 		}
@@ -91,12 +119,12 @@ func missingMetrics(sc testenv.Metrics) []string {
 }
 
 // read takes every counter of a step edge.
-func read(ctx context.Context, lab *testenv.Lab, r *receiver) (counters, error) {
+func read(ctx context.Context, lab *testenv.Lab, r *receiver, shadow *shadowProc) (counters, error) {
 	sc, err := r.scrape(ctx)
 	if err != nil {
 		return counters{}, err
 	}
-	if miss := missingMetrics(sc); len(miss) > 0 {
+	if miss := missingMetrics(sc, r.variant != variantParse); len(miss) > 0 {
 		return counters{}, fmt.Errorf("shadowtap's /metrics lacks %s (has: %s)", strings.Join(miss, ", "), strings.Join(sc.Names("shadowtap_"), " "))
 	}
 	c := countersFrom(sc)
@@ -105,6 +133,11 @@ func read(ctx context.Context, lab *testenv.Lab, r *receiver) (counters, error) 
 	}
 	if c.selfCPU, err = selfCPU(); err != nil {
 		return c, err
+	}
+	if shadow != nil {
+		if c.shadowCPU, err = shadow.cpu(); err != nil {
+			return c, err
+		}
 	}
 	if c.sys, err = readSysCPU(); err != nil {
 		return c, err
@@ -154,6 +187,8 @@ func settle(ctx context.Context, r *receiver, maxWait time.Duration) (time.Durat
 
 // stepResult is one rate step of one mode.
 type stepResult struct {
+	Shape     string
+	Variant   string // "" is end to end
 	Mode      string
 	Requested float64
 	Gen       genResult
@@ -173,8 +208,12 @@ type stepResult struct {
 	ReplayReqs, Filtered         float64
 	Replayed, Dropped, Failed    float64
 	DropReasons, FailReasons     map[string]float64
+	Compared                     float64
+	Uncompared                   map[string]float64
+	Admitted                     float64 // lowest admitted ratio at the end of the step
 
-	CPU, SelfCPU time.Duration // shadowtap; this process (generator + shadow server)
+	CPU, SelfCPU time.Duration // shadowtap; this process (the generator)
+	ShadowCPU    time.Duration // the shadow server
 	Sys          sysCPU        // whole machine
 	PeakRSS      uint64
 
@@ -213,7 +252,11 @@ func newStepResult(mode string, rate float64, gen genResult, before, after count
 		Failed:        after.failed - before.failed,
 		DropReasons:   diffMap(after.dropReasons, before.dropReasons),
 		FailReasons:   diffMap(after.failReasons, before.failReasons),
+		Compared:      after.compared - before.compared,
+		Uncompared:    diffMap(after.uncompared, before.uncompared),
+		Admitted:      after.admitted,
 		CPU:           after.shadowtapCPU - before.shadowtapCPU,
+		ShadowCPU:     after.shadowCPU - before.shadowCPU,
 		SelfCPU:       after.selfCPU - before.selfCPU,
 		Sys:           after.sys.sub(before.sys),
 	}
@@ -222,11 +265,14 @@ func newStepResult(mode string, rate float64, gen genResult, before, after count
 	return s
 }
 
+// endToEnd says whether the step replayed.
+func (s stepResult) endToEnd() bool { return s.Variant != variantParse }
+
 // judge decides whether the step was lossless: every mirrored packet the
 // generator sent was handed on by the capture stage, and every request the
-// generator sent completely was parsed and replayed (none dropped, failed
-// or filtered). Events a full flow shard queue dropped are reported, and
-// count only through the requests they cost.
+// generator sent completely was parsed and, end to end, replayed (none
+// dropped, failed or filtered). Events a full flow shard queue dropped are
+// reported, and count only through the requests they cost.
 func (s *stepResult) judge() {
 	var why []string
 	sent := float64(s.Gen.Sent())
@@ -242,6 +288,11 @@ func (s *stepResult) judge() {
 	}
 	if s.Parsed < float64(s.Gen.RequestsSent) {
 		why = append(why, fmt.Sprintf("parsed %.0f of %d requests", s.Parsed, s.Gen.RequestsSent))
+	}
+	if !s.endToEnd() {
+		s.Why = why
+		s.Lossless = len(why) == 0
+		return
 	}
 	if s.Dropped > 0 {
 		why = append(why, fmt.Sprintf("replay dropped %.0f %v", s.Dropped, s.DropReasons))
@@ -278,10 +329,18 @@ func (s stepResult) line() string {
 		verdict = "LOSSY: " + strings.Join(s.Why, "; ")
 	}
 	win := s.window().Seconds()
-	return fmt.Sprintf("%-6s req %7.0f pkt/s  sent %8.0f pkt/s %6.0f req/s (%d pkts, %d req)  emit %.0f lost %.0f  parsed %.0f replayed %.0f  shadowtap %.2fs = %.2f cores (%.2f s/Mpkt)  driver %.2f cores  other %.2f cores  settle %s  %s",
-		s.Mode, s.Requested, s.Gen.PPS(), s.Gen.RPS(), s.Gen.Sent(), s.Gen.RequestsSent, s.Emit, s.Lost, s.Parsed, s.Replayed,
-		s.CPU.Seconds(), s.CPU.Seconds()/win, cpuPerMpkt(s.CPU, s.Gen.Sent()), s.SelfCPU.Seconds()/win, s.others().Seconds()/win,
-		s.Settle.Round(10*time.Millisecond), verdict)
+	return fmt.Sprintf("%s %s %-9s req %5s pkt/s  sent %8.0f pkt/s %6.0f req/s (%d pkts, %d req)  emit %.0f lost %.0f  parsed %.0f replayed %.0f (%.1f %%)  shadowtap %.2fs = %.2f cores (%.2f s/Mpkt)  shadow %.2f  generator %.2f  other %.2f cores  admitted %.2f  settle %s  %s",
+		s.Shape, s.Mode, s.Variant, rateName(s.Requested), s.Gen.PPS(), s.Gen.RPS(), s.Gen.Sent(), s.Gen.RequestsSent, s.Emit, s.Lost, s.Parsed, s.Replayed, s.answered(),
+		s.CPU.Seconds(), s.CPU.Seconds()/win, cpuPerMpkt(s.CPU, s.Gen.Sent()), s.ShadowCPU.Seconds()/win, s.SelfCPU.Seconds()/win, s.others().Seconds()/win,
+		s.Admitted, s.Settle.Round(10*time.Millisecond), verdict)
+}
+
+// answered is the percentage of the requests sent that the shadow answered.
+func (s stepResult) answered() float64 {
+	if s.Gen.RequestsSent == 0 {
+		return 0
+	}
+	return 100 * s.Replayed / float64(s.Gen.RequestsSent)
 }
 
 // window is the time the step's CPU figures cover: the generator's run and
@@ -293,8 +352,9 @@ func (s stepResult) lostAtCapture() float64 {
 	return s.Lost + float64(max(s.Gen.Refused, s.ProdTxDropped)+s.RecvRxDropped)
 }
 
-// others is the host's busy time during the step that neither shadowtap
-// nor this process used: other processes, and softirq work charged to none.
+// others is the host's busy time during the step that neither shadowtap,
+// the shadow nor this process used: other processes, and softirq work
+// charged to none.
 func (s stepResult) others() time.Duration {
-	return max(0, s.Sys.Busy-s.CPU-s.SelfCPU)
+	return max(0, s.Sys.Busy-s.CPU-s.SelfCPU-s.ShadowCPU)
 }

@@ -29,6 +29,7 @@ const (
 	kindHead
 	kindPost
 	kindPipelined
+	kindPage
 )
 
 type conn struct {
@@ -181,26 +182,20 @@ func (c *conn) step(g *Generator, buf []byte) []byte {
 			g.sum.ResponsesSent += uint64(c.nmsg)
 			c.respDone = true
 			c.state = stRespAck
-		} else if c.unacked >= 2 {
+			if g.cfg.LeanAcks {
+				c.next(g) // the next request or the FIN acknowledges it
+			}
+		} else if c.unacked >= 2 && !g.cfg.LeanAcks {
 			c.state = stRespAck
 		}
 		return f
 	case stRespAck:
 		f := g.frame(buf, c, true, tcpAck, c.cseq, c.sseq, nil)
-		c.unacked = 0
-		switch {
-		case !c.respDone:
+		if !c.respDone {
+			c.unacked = 0
 			c.state = stResp
-		default:
-			c.respDone = false
-			c.off = 0
-			c.exchanges--
-			if c.exchanges > 0 {
-				g.exchange(c)
-				c.state = stReq
-			} else {
-				c.state = stFin
-			}
+		} else {
+			c.next(g)
 		}
 		return f
 	case stFin:
@@ -212,15 +207,37 @@ func (c *conn) step(g *Generator, buf []byte) []byte {
 		f := g.frame(buf, c, false, tcpFin|tcpAck, c.sseq, c.cseq, nil)
 		c.sseq++
 		c.state = stLastAck
+		if g.cfg.LeanAcks {
+			c.closed(g)
+		}
 		return f
 	default: // stLastAck
 		f := g.frame(buf, c, true, tcpAck, c.cseq, c.sseq, nil)
-		if c.truth >= 0 {
-			g.truth[c.truth].Closed = true
-		}
-		c.state = stDone
+		c.closed(g)
 		return f
 	}
+}
+
+// next moves on after a complete response: the next exchange, or the FIN.
+func (c *conn) next(g *Generator) {
+	c.unacked = 0
+	c.respDone = false
+	c.off = 0
+	c.exchanges--
+	if c.exchanges > 0 {
+		g.exchange(c)
+		c.state = stReq
+	} else {
+		c.state = stFin
+	}
+}
+
+// closed ends the connection.
+func (c *conn) closed(g *Generator) {
+	if c.truth >= 0 {
+		g.truth[c.truth].Closed = true
+	}
+	c.state = stDone
 }
 
 // exchange prepares the next request and its response(s) in c.req, c.resp.
@@ -237,8 +254,10 @@ func (g *Generator) exchange(c *conn) {
 		kind = kindHead
 	case w < m.Small+m.Large+m.Head+m.Post:
 		kind = kindPost
-	default:
+	case w < m.Small+m.Large+m.Head+m.Post+m.Pipelined:
 		kind = kindPipelined
+	default:
+		kind = kindPage
 	}
 	c.req, c.resp = c.req[:0], c.resp[:0]
 	c.nmsg = 1
@@ -260,6 +279,9 @@ func (g *Generator) exchange(c *conn) {
 		n := cfg.PostBody/2 + g.rng.IntN(cfg.PostBody+1)
 		g.post(c, seq, n)
 		g.respond(c, 201, "application/json", 32, 32)
+	case kindPage:
+		g.page(c, seq)
+		g.respondTotal(c, pageContentType, cfg.PageBytes)
 	case kindPipelined:
 		c.nmsg = cfg.PipelineDepth
 		for i := range cfg.PipelineDepth {
@@ -296,6 +318,42 @@ func (g *Generator) get(c *conn, method, prefix string, seq uint64, i int) {
 	}
 }
 
+// page writes a GET as a browser sends it through a load balancer: about
+// 400 bytes, the client's address in X-Forwarded-For.
+func (g *Generator) page(c *conn, seq uint64) {
+	start := len(c.req)
+	b := append(c.req, "GET /page/"...)
+	b = strconv.AppendUint(b, seq%1000, 10)
+	b = append(b, "?c="...)
+	b = strconv.AppendUint(b, c.id, 10)
+	tend := len(b)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, g.cfg.Host...)
+	b = append(b, "\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"+
+		"\r\nAccept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"+
+		"\r\nAccept-Language: en-US,en;q=0.9\r\nAccept-Encoding: gzip, deflate, br"+
+		"\r\nX-Forwarded-Proto: https\r\nX-Forwarded-For: "...)
+	u := g.cfg.UserBase + g.rng.IntN(g.cfg.Users)
+	xff := len(b)
+	b = append(b, "100."...)
+	b = strconv.AppendInt(b, int64(64+u>>16&63), 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(u>>8&255), 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(u&255), 10)
+	xffEnd := len(b)
+	b = append(b, "\r\nX-Amzn-Trace-Id: Root=1-"...)
+	b = strconv.AppendUint(b, 0x60000000+seq, 16)
+	b = append(b, "-0123456789abcdef01234567\r\n\r\n"...)
+	c.req = b
+	g.sum.Requests++
+	if c.truth >= 0 {
+		t := &g.truth[c.truth]
+		t.Requests = append(t.Requests, Request{Method: "GET", Target: string(b[start+4 : tend]), ForwardedFor: string(b[xff:xffEnd])})
+		t.ToServer = append(t.ToServer, b[start:]...)
+	}
+}
+
 func (g *Generator) post(c *conn, seq uint64, n int) {
 	// The body is {"id":SEQ,"note":"aaaa…"} padded to n bytes.
 	var digits [20]byte
@@ -322,6 +380,19 @@ func (g *Generator) post(c *conn, seq uint64, n int) {
 		t.Requests = append(t.Requests, Request{Method: "POST", Target: string(b[start+5 : tend]), BodyLen: n})
 		t.ToServer = append(t.ToServer, b[start:]...)
 	}
+}
+
+// pageContentType is the Content-Type of Page answers.
+const pageContentType = "text/html; charset=utf-8"
+
+// respondTotal writes a 200 response of total bytes, head included.
+func (g *Generator) respondTotal(c *conn, ctype string, total int) {
+	head := len("HTTP/1.1 200 OK\r\nServer: mirrorgen\r\nContent-Type: \r\nContent-Length: \r\n\r\n") + len(ctype)
+	body := max(0, total-head-1)
+	for body > 0 && head+len(strconv.Itoa(body))+body > total {
+		body--
+	}
+	g.respond(c, 200, ctype, body, body)
 }
 
 func (g *Generator) respond(c *conn, status int, ctype string, contentLength, body int) {

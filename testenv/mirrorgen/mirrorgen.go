@@ -45,9 +45,13 @@ type Mix struct {
 	Head      int // HEAD: Content-Length but no body
 	Post      int // POST with a JSON body, answered 201
 	Pipelined int // PipelineDepth small GETs in one segment, answered back to back
+	// Page is a browser's page view through a load balancer: a GET of about
+	// 400 bytes (browser headers, X-Forwarded-For naming one of Users
+	// clients) answered with PageBytes in all (4 segments by default).
+	Page int
 }
 
-// ParseMix parses "small=70,large=20,post=5,head=5,pipelined=0".
+// ParseMix parses "small=70,large=20,post=5,head=5,pipelined=0,page=0".
 func ParseMix(s string) (Mix, error) {
 	var m Mix
 	if strings.TrimSpace(s) == "" {
@@ -73,8 +77,10 @@ func ParseMix(s string) (Mix, error) {
 			m.Post = w
 		case "pipelined", "pipeline":
 			m.Pipelined = w
+		case "page":
+			m.Page = w
 		default:
-			return Mix{}, fmt.Errorf("mix %q: unknown kind %q (small, large, head, post, pipelined)", s, k)
+			return Mix{}, fmt.Errorf("mix %q: unknown kind %q (small, large, head, post, pipelined, page)", s, k)
 		}
 	}
 	if m.total() == 0 {
@@ -83,11 +89,15 @@ func ParseMix(s string) (Mix, error) {
 	return m, nil
 }
 
-func (m Mix) total() int { return m.Small + m.Large + m.Head + m.Post + m.Pipelined }
+func (m Mix) total() int { return m.Small + m.Large + m.Head + m.Post + m.Pipelined + m.Page }
 
 // String returns the form ParseMix reads.
 func (m Mix) String() string {
-	return fmt.Sprintf("small=%d,large=%d,head=%d,post=%d,pipelined=%d", m.Small, m.Large, m.Head, m.Post, m.Pipelined)
+	s := fmt.Sprintf("small=%d,large=%d,head=%d,post=%d,pipelined=%d", m.Small, m.Large, m.Head, m.Post, m.Pipelined)
+	if m.Page > 0 {
+		s += fmt.Sprintf(",page=%d", m.Page)
+	}
+	return s
 }
 
 // Config configures a Generator. The zero value of a field means its default.
@@ -117,6 +127,16 @@ type Config struct {
 	LargeKiB      int // body of large responses in KiB, default 64
 	PostBody      int // mean JSON body of POSTs in bytes, default 300
 	PipelineDepth int // requests per pipelined segment, default 3
+	PageBytes     int // whole response (head and body) of a Page exchange, default 4400: 4 segments at MSS 1448
+	Users         int // X-Forwarded-For clients of Page requests, default 4096
+	UserBase      int // the first of them (clients UserBase..UserBase+Users-1, 100.64.0.0/10)
+
+	// LeanAcks: the client sends no pure ACK for response data (its next
+	// request or its FIN acknowledges it) and the connection ends with the
+	// client's FIN and the server's FIN-ACK, without a last ACK. One Page
+	// exchange per connection is then 10 frames (3 handshake, 1 request,
+	// 4 response, 2 FIN); ten on one connection are 55.
+	LeanAcks bool
 
 	MSS int // TCP payload per segment, default 1448 (9000 max)
 	// PacketLength, when positive, cuts each inner frame (from the inner
@@ -173,6 +193,18 @@ func (c *Config) setDefaults() error {
 	}
 	if c.PipelineDepth <= 0 {
 		c.PipelineDepth = 3
+	}
+	if c.PageBytes <= 0 {
+		c.PageBytes = 4400
+	}
+	if c.PageBytes < 128 || c.PageBytes > 1<<20 {
+		return fmt.Errorf("mirrorgen: PageBytes %d outside 128..1048576", c.PageBytes)
+	}
+	if c.Users <= 0 {
+		c.Users = 4096
+	}
+	if c.UserBase < 0 || c.UserBase+c.Users > 1<<22 {
+		return fmt.Errorf("mirrorgen: users %d..%d outside 100.64.0.0/10", c.UserBase, c.UserBase+c.Users-1)
 	}
 	if c.MSS == 0 {
 		c.MSS = DefaultMSS
@@ -251,6 +283,9 @@ type Request struct {
 	Method  string
 	Target  string
 	BodyLen int
+	// ForwardedFor is the X-Forwarded-For header of a Page request: the
+	// client a load balancer saw (the default sample key of replay).
+	ForwardedFor string
 }
 
 // Response is one generated response.
@@ -326,12 +361,8 @@ func New(cfg Config) (*Generator, error) {
 		cfg: cfg,
 		rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
 	}
-	n := max(cfg.LargeKiB*1024, 4*cfg.SmallBody, 4*cfg.PostBody) + 64
-	g.pattern = make([]byte, n)
-	const alpha = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-	for i := range g.pattern {
-		g.pattern[i] = alpha[(i*7+i/61)%len(alpha)]
-	}
+	n := max(cfg.LargeKiB*1024, 4*cfg.SmallBody, 4*cfg.PostBody, cfg.PageBytes) + 64
+	g.pattern = fillPattern(make([]byte, n))
 	g.conns = make([]*conn, cfg.Conns)
 	return g, nil
 }
@@ -470,4 +501,27 @@ func (g *Generator) pick(next *int) *conn {
 		return c
 	}
 	return nil
+}
+
+// fillPattern fills b with the body filler of every generated body.
+func fillPattern(b []byte) []byte {
+	const alpha = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	for i := range b {
+		b[i] = alpha[(i*7+i/61)%len(alpha)]
+	}
+	return b
+}
+
+// PageResponse returns the exact bytes of production's answer to a Page
+// request (Config.PageBytes in all, head included; 0 means the default), so
+// that a lab shadow can answer as production did and a comparison finds no
+// difference.
+func PageResponse(pageBytes int) []byte {
+	if pageBytes <= 0 {
+		pageBytes = 4400
+	}
+	g := &Generator{pattern: fillPattern(make([]byte, pageBytes+64))}
+	c := &conn{truth: -1}
+	g.respondTotal(c, pageContentType, pageBytes)
+	return c.resp
 }

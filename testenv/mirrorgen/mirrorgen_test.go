@@ -44,6 +44,9 @@ func TestFramesDecodeAndCarryTheTruth(t *testing.T) {
 		{"jumbo with v6", Config{Conns: 3, TotalConns: 6, RequestsPerConn: 4, Mix: all, MSS: JumboMSS, IPv6Percent: 50, VNI: 7, LargeKiB: 40}},
 		{"tiny mss", Config{Conns: 2, RequestsPerConn: 6, Mix: Mix{Post: 1, Pipelined: 1}, MSS: 64, PostBody: 500, Seed: 3}},
 		{"all v6", Config{Conns: 2, RequestsPerConn: 3, IPv6Percent: 100, Mix: Mix{Small: 1, Large: 1}}},
+		{"pages, lean acks, 1 per conn", Config{Conns: 3, TotalConns: 9, RequestsPerConn: 1, Mix: Mix{Page: 1}, LeanAcks: true}},
+		{"pages, lean acks, keep-alive, v6", Config{Conns: 2, RequestsPerConn: 10, Mix: Mix{Page: 1}, LeanAcks: true, IPv6Percent: 50}},
+		{"every kind, lean acks", Config{Conns: 3, RequestsPerConn: 6, Mix: Mix{Small: 2, Large: 1, Head: 1, Post: 1, Pipelined: 1, Page: 2}, LargeKiB: 8, LeanAcks: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -248,6 +251,66 @@ func checkHTTP(t *testing.T, conv Conversation, up, down []byte) {
 	}
 }
 
+// TestShapes checks the two traffic shapes of the lab benchmark (issue 12)
+// frame by frame: a page view is a ~400-byte GET answered in 4 segments,
+// 10 frames with one exchange per connection and 55 with ten.
+func TestShapes(t *testing.T) {
+	tests := []struct {
+		name          string
+		perConn       int
+		framesPerConn int
+	}{
+		{"1 request per connection", 1, 10},
+		{"keep-alive, 10 per connection", 10, 55},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			const conns = 20
+			g, err := New(Config{Conns: 4, TotalConns: conns, RequestsPerConn: tc.perConn, Mix: Mix{Page: 1}, LeanAcks: true, Truth: true,
+				Users: 10, UserBase: 70000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out collect
+			sum, err := g.Run(context.Background(), &out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := uint64(conns * tc.framesPerConn); sum.Packets != want {
+				t.Errorf("%d frames, want %d (%d per connection)", sum.Packets, want, tc.framesPerConn)
+			}
+			if want := uint64(conns * tc.perConn); sum.RequestsSent != want || sum.ResponsesSent != want {
+				t.Errorf("%d requests, %d responses sent, want %d", sum.RequestsSent, sum.ResponsesSent, want)
+			}
+			for _, conv := range g.Truth() {
+				if !conv.Closed || len(conv.Requests) != tc.perConn {
+					t.Fatalf("%v: closed %v, %d requests", conv.Client, conv.Closed, len(conv.Requests))
+				}
+				reqLen, respLen := len(conv.ToServer)/tc.perConn, len(conv.ToClient)/tc.perConn
+				if reqLen < 350 || reqLen > 450 {
+					t.Errorf("request of %d bytes, want about 400", reqLen)
+				}
+				if respLen != 4400 {
+					t.Errorf("response of %d bytes, want 4400 (PageBytes)", respLen)
+				}
+				if want := PageResponse(0); !bytes.Equal(conv.ToClient[:respLen], want) {
+					t.Errorf("PageResponse differs from the generated answer:\n%q\n%q", want[:120], conv.ToClient[:120])
+				}
+				for _, r := range conv.Requests {
+					// Users 70000..70009: 100.(64+1).(17).(112..121).
+					a, err := netip.ParseAddr(r.ForwardedFor)
+					if err != nil || !bytes.Contains(conv.ToServer, []byte("X-Forwarded-For: "+r.ForwardedFor+"\r\n")) {
+						t.Fatalf("X-Forwarded-For %q: %v", r.ForwardedFor, err)
+					}
+					if b := a.As4(); b[0] != 100 || b[1] != 65 || b[2] != 17 || b[3] < 112 || b[3] > 121 {
+						t.Errorf("X-Forwarded-For %v outside users 70000..70009", a)
+					}
+				}
+			}
+		})
+	}
+}
+
 func TestReproducible(t *testing.T) {
 	run := func(seed uint64) [][]byte {
 		g, err := New(Config{Conns: 3, RequestsPerConn: 4, Mix: Mix{Small: 1, Large: 1, Post: 1}, Seed: seed, LargeKiB: 8})
@@ -344,6 +407,9 @@ func TestCancel(t *testing.T) {
 }
 
 func TestBadConfig(t *testing.T) {
+	if _, err := New(Config{PageBytes: 64}); err == nil {
+		t.Error("PageBytes 64 accepted")
+	}
 	tests := []struct {
 		name string
 		cfg  Config
@@ -372,6 +438,7 @@ func TestParseMix(t *testing.T) {
 	}{
 		{"small=70,large=20,post=5,head=5", Mix{Small: 70, Large: 20, Post: 5, Head: 5}, true},
 		{"pipelined=1", Mix{Pipelined: 1}, true},
+		{"page=3,small=1", Mix{Page: 3, Small: 1}, true},
 		{"", Mix{Small: 1}, true},
 		{"small=0", Mix{}, false},
 		{"huge=1", Mix{}, false},
