@@ -42,6 +42,7 @@ func runCmd(fs *pflag.FlagSet, _, stderr io.Writer) func(context.Context) error 
 	fs.IntVar(&cfg.MaxHeaderBytes, "max-header-bytes", cfg.MaxHeaderBytes, "largest request or response head kept; larger messages are counted too large")
 	fs.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", cfg.MaxBodyBytes, "largest body kept; larger messages are counted too large and not replayed")
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, "forget a connection after this long without a segment")
+	fs.Int64Var(&cfg.BodyBudget, "body-budget", cfg.BodyBudget, `bytes of request bodies held across the process (pipelined requests waiting for their answers, replay queues); a body beyond it is dropped and counted filtered "body_budget"`)
 
 	// Replay.
 	fs.StringArrayVar(&cfg.Targets, "target", nil, "shadow target URL (repeatable: every target receives every replayed request); none = observe only")
@@ -53,6 +54,7 @@ func runCmd(fs *pflag.FlagSet, _, stderr io.Writer) func(context.Context) error 
 	fs.Float64Var(&cfg.MaxRPS, "max-rps", 0, "per-target request rate limit (0 = none); excess is dropped and counted")
 	fs.IntVar(&cfg.MaxInflight, "max-inflight", cfg.MaxInflight, "per-target concurrent requests")
 	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "per-target queue length; a full queue drops and counts")
+	fs.Int64Var(&cfg.QueueBytes, "queue-bytes", cfg.QueueBytes, `per-target request body bytes queued; beyond, dropped and counted "queue"`)
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout, including reading the body")
 	fs.Int64Var(&cfg.MaxResponseHeaderBytes, "max-response-header-bytes", cfg.MaxResponseHeaderBytes, "largest response head read from a target (with any 1xx before it); larger fails, counted response_too_large")
 	fs.StringArrayVar(&cfg.SetHeaders, "set-header", nil, `set a header on replayed requests, "Name: value" (repeatable)`)

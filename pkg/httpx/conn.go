@@ -28,11 +28,12 @@ func (k gaveUpKind) String() string {
 
 // factory holds what every connection of a pipeline shares.
 type factory struct {
-	cfg   Config
-	sink  Sink
-	stats *Stats
-	log   *slog.Logger
-	pool  *pool
+	cfg     Config
+	sink    Sink
+	decider HeadDecider // sink's, when it implements it
+	stats   *Stats
+	log     *slog.Logger
+	pool    *pool
 }
 
 // NewFactory returns the flow.HandlerFactory that parses each connection's
@@ -46,6 +47,8 @@ func NewFactory(cfg Config, sink Sink, stats *Stats, log *slog.Logger) flow.Hand
 		log = slog.New(slog.DiscardHandler)
 	}
 	f := &factory{cfg: cfg.withDefaults(), sink: sink, stats: stats, log: log, pool: newPool()}
+	f.decider, _ = sink.(HeadDecider)
+	stats.budget.Store(f.cfg.BodyBudget)
 	return f.newConn
 }
 

@@ -21,6 +21,15 @@ type Request struct {
 	Chunked               bool    // the body was sent chunked
 	TooLarge              bool    // beyond --max-header-bytes or --max-body-bytes: Body is nil, not to be replayed
 	Start, End            uint64  // capture time (ns) of the first and last byte
+
+	// BodyLen is the body bytes received (de-chunked), kept or not.
+	BodyLen int64
+	// BodySkipped: the sink's HeadDecider did not want the body, so it
+	// was measured (BodyLen), not kept; Body is nil.
+	BodySkipped bool
+	// OverBudget: keeping the body would have gone beyond the process's
+	// Config.BodyBudget, so it was dropped; Body is nil, not to be replayed.
+	OverBudget bool
 }
 
 // Response is production's answer to a Request.
@@ -113,6 +122,10 @@ type Exchange struct {
 	Req    Request
 	Resp   *Response
 	Reason NoResponse
+	// Mark is the sink's own: a HeadDecider may record its decision here
+	// in WantBody for Request to reuse. 0 until set; cleared with the
+	// exchange.
+	Mark uint8
 
 	resp Response     // storage that Resp points to once the response is paired
 	qb   bufs         // request buffers (Req.Head, Req.Fields, Req.Body are views of them)
@@ -120,6 +133,27 @@ type Exchange struct {
 	refs atomic.Int32 // 1 while pooled
 	free bool         // in the pool
 	pool *pool
+
+	budget *Budget // the budget held is taken from
+	held   int64   // bytes of the request body taken from budget, given back by reset
+}
+
+// holdBody takes n bytes of b for the request body, or reports false.
+func (e *Exchange) holdBody(b *Budget, n int64) bool {
+	if !b.take(n) {
+		return false
+	}
+	e.budget = b
+	e.held += n
+	return true
+}
+
+// unholdBody gives back what the request body holds of the budget.
+func (e *Exchange) unholdBody() {
+	if e.held != 0 {
+		e.budget.give(e.held)
+		e.held = 0
+	}
 }
 
 // bufs are the reusable buffers of one message.

@@ -18,9 +18,25 @@ type fuzzSink struct {
 	count int
 }
 
+// WantBody keeps the bodies of requests whose target has an even length,
+// so that both the kept and the measured paths are fuzzed.
+func (s *fuzzSink) WantBody(ex *Exchange) bool {
+	ex.Mark = 1 + uint8(len(ex.Req.Target)%2)
+	return ex.Mark == 1
+}
+
 func (s *fuzzSink) Request(ex *Exchange) {
 	s.count++
 	q := &ex.Req
+	if (q.BodySkipped || q.OverBudget || q.TooLarge) && q.Body != nil {
+		s.t.Fatalf("body kept: skipped %v, over budget %v, too large %v", q.BodySkipped, q.OverBudget, q.TooLarge)
+	}
+	if q.BodySkipped && ex.Mark != 2 {
+		s.t.Fatalf("body skipped, mark %d: WantBody said keep", ex.Mark)
+	}
+	if int64(len(q.Body)) > q.BodyLen {
+		s.t.Fatalf("body %d bytes, BodyLen %d", len(q.Body), q.BodyLen)
+	}
 	if len(q.Head) > s.cfg.MaxHeaderBytes || int64(len(q.Body)) > s.cfg.MaxBodyBytes {
 		s.t.Fatalf("request beyond limits: head %d body %d", len(q.Head), len(q.Body))
 	}
@@ -70,7 +86,10 @@ func (s *fuzzSink) Response(ex *Exchange) {
 // fuzzFeed feeds data to dir in pieces whose sizes come from splits; a zero
 // split byte inserts a gap.
 func fuzzFeed(t *testing.T, dir event.Direction, prefix, data, splits []byte, mid bool) {
-	cfg := Config{MaxHeaderBytes: 512, MaxBodyBytes: 1024, MaxResyncBytes: 4096, ResponseBodyKeep: 100}
+	// A budget smaller than a few bodies, so that it runs out, and heads
+	// allowed a little beyond headFree, so that heads in progress take from it.
+	budget := NewBudget(3000)
+	cfg := Config{MaxHeaderBytes: 2560, MaxBodyBytes: 1024, MaxResyncBytes: 8192, ResponseBodyKeep: 100, BodyBudget: budget}
 	in := append(append([]byte(nil), prefix...), data...)
 	sink := &fuzzSink{t: t, in: in, cfg: cfg}
 	var st Stats
@@ -93,6 +112,9 @@ func fuzzFeed(t *testing.T, dir event.Direction, prefix, data, splits []byte, mi
 	}
 	h.Close(flow.CloseFIN, 0)
 	checkAccounting(t, st.Snapshot())
+	if n := budget.Held(); n != 0 {
+		t.Fatalf("budget held %d bytes after the connection closed", n)
+	}
 }
 
 func FuzzRequestParser(f *testing.F) {

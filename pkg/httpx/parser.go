@@ -47,6 +47,10 @@ type half struct {
 	bodyHash uint64 // FNV-1a 64 of the response body so far, once it is longer than ResponseBodyKeep
 	hashing  bool   // the body went beyond ResponseBodyKeep: bodyHash is running
 	tooLarge bool
+	skipBody bool  // request: the body is measured, not kept (unwanted, or over the budget)
+	overBdgt bool  // request: the body went beyond the body budget
+	reserved bool  // request: the whole Content-Length body is held of the budget already
+	headHeld int64 // bytes of the head in progress taken from the budget (beyond headFree)
 	chunked  bool
 	cr       bool   // CR seen (chunk end, chunk-size line)
 	csDigits int    // chunk-size digits
@@ -137,12 +141,14 @@ func (p *half) begin(ts uint64) {
 	}
 	p.st, p.head, p.nl, p.early, p.resume = stHead, false, 0, 0, 0
 	p.remain, p.bodyLen, p.tooLarge, p.chunked, p.cr = 0, 0, false, false, false
+	p.skipBody, p.overBdgt, p.reserved = false, false, false
 	p.bodyHash, p.hashing = 0, false
 	p.last = ts
 }
 
 // drop abandons the message in progress.
 func (p *half) drop() {
+	p.unholdHead()
 	if p.ex != nil {
 		p.ex.Release()
 		p.ex, p.b, p.m, p.r = nil, nil, nil, nil
@@ -235,7 +241,11 @@ func (p *half) headBytes(b []byte, ts uint64) []byte {
 		n = end + 1
 	}
 	if len(p.b.head)+n > p.c.f.cfg.MaxHeaderBytes {
-		p.headTooLarge(ts)
+		p.headTooLarge(ts, false)
+		return nil
+	}
+	if end < 0 && !p.holdHead(len(p.b.head)+n) {
+		p.headTooLarge(ts, true)
 		return nil
 	}
 	p.b.appendHead(b[:n])
@@ -293,7 +303,7 @@ func (p *half) wholeHead(b []byte, ts uint64) ([]byte, bool) {
 	end := n
 	switch {
 	case err == nil && n <= p.c.f.cfg.MaxHeaderBytes:
-	case err == errIncomplete && len(b) <= p.c.f.cfg.MaxHeaderBytes:
+	case err == errIncomplete && len(b) <= p.c.f.cfg.MaxHeaderBytes && p.holdHead(len(b)):
 		// b holds no end of head (its lines so far are all fields), so
 		// headBytes would copy it all, its scan state after b's last bytes.
 		end = len(b)
@@ -401,8 +411,42 @@ func (p *half) lost() {
 	}
 }
 
-func (p *half) headTooLarge(ts uint64) {
+// headFree is the part of a head in progress that does not count against
+// the budget: a head that arrives whole, or whose first segment is not
+// longer, takes nothing from it.
+const headFree = 2048
+
+// holdHead makes the budget cover a head in progress of size bytes beyond
+// headFree, or reports false when it cannot.
+func (p *half) holdHead(size int) bool {
+	need := int64(size-headFree) - p.headHeld
+	if need <= 0 {
+		return true
+	}
+	if !p.c.f.cfg.BodyBudget.take(need) {
+		return false
+	}
+	p.headHeld += need
+	return true
+}
+
+// unholdHead gives back the budget of the head in progress: it is
+// complete, or dropped.
+func (p *half) unholdHead() {
+	if p.headHeld != 0 {
+		p.c.f.cfg.BodyBudget.give(p.headHeld)
+		p.headHeld = 0
+	}
+}
+
+// headTooLarge ends a message whose head went beyond MaxHeaderBytes, or,
+// overBudget, whose head in progress the budget could not cover.
+func (p *half) headTooLarge(ts uint64, overBudget bool) {
+	p.unholdHead()
 	st := p.c.f.stats
+	if overBudget {
+		st.headsOverBudget.Add(1)
+	}
 	ex := p.ex
 	p.ex, p.b, p.m, p.r = nil, nil, nil, nil
 	if p.resp {
@@ -414,7 +458,7 @@ func (p *half) headTooLarge(ts uint64) {
 	} else {
 		st.reqTooLarge.Add(1)
 		ex.qb.head = ex.qb.head[:0]
-		ex.Req = Request{TooLarge: true, Start: ex.Req.Start, End: ts}
+		ex.Req = Request{TooLarge: true, OverBudget: overBudget, Start: ex.Req.Start, End: ts}
 		p.st = stResync
 		p.c.requestDone(ex, p.pairable)
 	}
@@ -452,6 +496,7 @@ func (p *half) headDone(ts uint64) {
 // framed chooses how the body of the message whose head was just parsed is
 // framed.
 func (p *half) framed(fr framing, ts uint64) {
+	p.unholdHead() // the head is complete
 	cfg := &p.c.f.cfg
 	if p.resp {
 		p.r.Head, p.r.Fields = p.b.head, p.b.fields
@@ -478,6 +523,12 @@ func (p *half) framed(fr framing, ts uint64) {
 	} else {
 		p.m.Head, p.m.Fields = p.b.head, p.b.fields
 		p.upgrade = fr.upgrade
+		if d := p.c.f.decider; d != nil {
+			// Decided at the head: a body that will not be used is
+			// measured as it comes, never kept.
+			p.ex.Conn = p.c.key
+			p.skipBody = !d.WantBody(p.ex)
+		}
 		switch {
 		case fr.chunked:
 			p.chunked = true
@@ -491,6 +542,19 @@ func (p *half) framed(fr framing, ts uint64) {
 	}
 	if p.remain > cfg.MaxBodyBytes {
 		p.tooLarge = true
+	}
+	if !p.resp && p.remain > 0 && !p.tooLarge && !p.skipBody {
+		// A body of known length that will be kept: take its share of
+		// the budget and its buffer at once, so that it is not copied
+		// from buffer to larger buffer as it grows.
+		if !p.ex.holdBody(cfg.BodyBudget, p.remain) {
+			p.skipBody, p.overBdgt = true, true
+		} else {
+			p.reserved = true
+			if int64(cap(p.b.body)) < p.remain {
+				p.b.body = make([]byte, 0, p.remain)
+			}
+		}
 	}
 	if p.remain == 0 {
 		p.complete(ts)
@@ -506,10 +570,25 @@ func (p *half) appendBody(b []byte) {
 	}
 	if p.bodyLen > p.c.f.cfg.MaxBodyBytes {
 		p.tooLarge = true
-		p.b.body = p.b.body[:0]
+		p.dropBody()
 		return
 	}
-	if p.resp {
+	if !p.resp {
+		switch {
+		case p.reserved:
+		case p.skipBody:
+			if !p.overBdgt {
+				p.c.n.bodySkippedBytes += uint64(len(b))
+			}
+			return
+		case !p.ex.holdBody(p.c.f.cfg.BodyBudget, int64(len(b))):
+			// Beyond the process's budget for held bodies: the
+			// body is dropped, the rest measured.
+			p.skipBody, p.overBdgt = true, true
+			p.dropBody()
+			return
+		}
+	} else {
 		keep := p.c.f.cfg.ResponseBodyKeep
 		if keep == 0 {
 			return // measured, not kept
@@ -526,6 +605,21 @@ func (p *half) appendBody(b []byte) {
 		}
 	}
 	p.b.body = append(p.b.body, b...)
+}
+
+// dropBody forgets the body kept so far: its buffer, when larger than the
+// pool keeps, goes to the GC, and a request's share of the body budget is
+// given back.
+func (p *half) dropBody() {
+	if cap(p.b.body) > maxPooledBuf {
+		p.b.body = nil
+	} else {
+		p.b.body = p.b.body[:0]
+	}
+	if !p.resp {
+		p.ex.unholdBody()
+		p.reserved = false
+	}
 }
 
 func (p *half) bodyBytes(b []byte, ts uint64) []byte {
@@ -648,8 +742,15 @@ func (p *half) complete(ts uint64) {
 	}
 	r := &ex.Req
 	r.End, r.Body, r.Chunked, r.TooLarge = ts, body, p.chunked, p.tooLarge
-	if p.tooLarge {
+	r.BodyLen, r.OverBudget = p.bodyLen, p.overBdgt && !p.tooLarge
+	r.BodySkipped = p.skipBody && !p.overBdgt
+	switch {
+	case p.tooLarge:
 		p.c.f.stats.reqTooLarge.Add(1)
+	case r.OverBudget:
+		p.c.n.overBudget++
+	case r.BodySkipped && p.bodyLen > 0:
+		p.c.n.bodySkipped++
 	}
 	p.c.requestDone(ex, p.pairable)
 }

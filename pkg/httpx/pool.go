@@ -41,6 +41,7 @@ func (p *pool) put(e *Exchange) {
 
 // reset makes e as new, keeping its buffers and its count of 1.
 func (e *Exchange) reset() {
+	e.unholdBody()
 	e.qb.reset()
 	e.sb.reset()
 	// Forget the contents, keep the buffers. Resp must be cleared: a recycled
@@ -49,7 +50,7 @@ func (e *Exchange) reset() {
 	e.resp = Response{}
 	e.Resp = nil
 	e.Conn = flow.Key{}
-	e.Seq, e.Reason = 0, RespOK
+	e.Seq, e.Reason, e.Mark = 0, RespOK, 0
 }
 
 func (b *bufs) reset() {

@@ -26,6 +26,10 @@ type Config struct {
 	// saves most of the parser's copying and memory. KeepWholeBody keeps
 	// every body up to MaxBodyBytes.
 	ResponseBodyKeep int64
+	// BodyBudget bounds the bytes of request bodies held across the
+	// process (see Budget): share one among every factory of a process.
+	// Nil: a budget of DefaultBodyBudget for this factory.
+	BodyBudget *Budget
 }
 
 // KeepWholeBody as Config.ResponseBodyKeep keeps whole response bodies (up
@@ -47,6 +51,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ResponseBodyKeep < 0 {
 		c.ResponseBodyKeep = 0
+	}
+	if c.BodyBudget == nil {
+		c.BodyBudget = NewBudget(DefaultBodyBudget)
 	}
 	return c
 }
@@ -76,6 +83,9 @@ type Stats struct {
 	unpaired, interim, answered              atomic.Uint64
 	noRespGap, noRespClosed, noRespGaveUp    atomic.Uint64
 	noRespOverflow                           atomic.Uint64
+	bodySkipped, bodySkippedBytes            atomic.Uint64
+	overBudget, headsOverBudget              atomic.Uint64
+	budget                                   atomic.Pointer[Budget] // the factory's, for BodyBudgetHeld
 }
 
 // StatsSnapshot is a copy of the counters at one moment.
@@ -109,11 +119,19 @@ type StatsSnapshot struct {
 	NoRespClosed      uint64 // exchanges ended with RespClosed
 	NoRespGaveUp      uint64 // exchanges ended with RespGaveUp
 	NoRespOverflow    uint64 // exchanges ended with RespOverflow
+
+	// Request bodies not kept (not outcomes: the requests are still
+	// handed over and counted in Requests).
+	RequestsBodySkipped     uint64 // bodies measured, not kept: the sink did not want them (e.g. a method not replayed)
+	RequestBodySkippedBytes uint64 // bytes of those bodies
+	RequestsOverBudget      uint64 // bodies dropped because keeping them would have gone beyond Config.BodyBudget
+	HeadsOverBudget         uint64 // messages dropped (counted too large) because their head in progress went beyond what Config.BodyBudget had left
+	BodyBudgetHeld          uint64 // bytes of request bodies held now (parser and replay), at most the budget
 }
 
 // Snapshot returns the current counters.
 func (s *Stats) Snapshot() StatsSnapshot {
-	return StatsSnapshot{
+	out := StatsSnapshot{
 		Conns:                s.conns.Load(),
 		Requests:             s.requests.Load(),
 		Responses:            s.responses.Load(),
@@ -139,7 +157,16 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		NoRespClosed:         s.noRespClosed.Load(),
 		NoRespGaveUp:         s.noRespGaveUp.Load(),
 		NoRespOverflow:       s.noRespOverflow.Load(),
+
+		RequestsBodySkipped:     s.bodySkipped.Load(),
+		RequestBodySkippedBytes: s.bodySkippedBytes.Load(),
+		RequestsOverBudget:      s.overBudget.Load(),
+		HeadsOverBudget:         s.headsOverBudget.Load(),
 	}
+	if b := s.budget.Load(); b != nil {
+		out.BodyBudgetHeld = uint64(max(b.Held(), 0))
+	}
+	return out
 }
 
 // tally counts a connection's per-message events between two flushes. The
@@ -150,6 +177,8 @@ func (s *Stats) Snapshot() StatsSnapshot {
 type tally struct {
 	requests, responses, interim, answered, unpaired      uint32
 	noRespGap, noRespClosed, noRespGaveUp, noRespOverflow uint32
+	bodySkipped, overBudget                               uint32
+	bodySkippedBytes                                      uint64
 }
 
 func (t *tally) flush(s *Stats) {
@@ -170,5 +199,10 @@ func (t *tally) flush(s *Stats) {
 	add(&s.noRespClosed, t.noRespClosed)
 	add(&s.noRespGaveUp, t.noRespGaveUp)
 	add(&s.noRespOverflow, t.noRespOverflow)
+	add(&s.bodySkipped, t.bodySkipped)
+	add(&s.overBudget, t.overBudget)
+	if t.bodySkippedBytes != 0 {
+		s.bodySkippedBytes.Add(t.bodySkippedBytes)
+	}
 	*t = tally{}
 }

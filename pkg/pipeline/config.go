@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/shadowtap/shadowtap/pkg/capture"
+	"github.com/shadowtap/shadowtap/pkg/httpx"
 	"github.com/shadowtap/shadowtap/pkg/replay"
 	"github.com/shadowtap/shadowtap/pkg/verdict"
 )
@@ -59,6 +60,7 @@ type Config struct {
 	MaxHeaderBytes int
 	MaxBodyBytes   int64
 	IdleTimeout    time.Duration
+	BodyBudget     int64 // --body-budget: request body bytes held across the process (parser and replay queues)
 
 	// Replay.
 	Targets      []string
@@ -70,6 +72,7 @@ type Config struct {
 	MaxRPS       float64
 	MaxInflight  int
 	Queue        int
+	QueueBytes   int64 // --queue-bytes: per-target request body bytes queued
 	Timeout      time.Duration
 	SetHeaders   []string
 	DropHeaders  []string
@@ -124,11 +127,13 @@ func Defaults() Config {
 		MaxHeaderBytes: 64 << 10,
 		MaxBodyBytes:   16 << 20,
 		IdleTimeout:    2 * time.Minute,
+		BodyBudget:     httpx.DefaultBodyBudget,
 		Methods:        replay.DefaultMethods(),
 		Sample:         100,
 		SampleKey:      replay.DefaultSampleKey,
 		MaxInflight:    replay.DefaultMaxInflight,
 		Queue:          replay.DefaultQueue,
+		QueueBytes:     replay.DefaultQueueBytes,
 		Timeout:        replay.DefaultTimeout,
 
 		MaxResponseHeaderBytes: replay.DefaultMaxResponseHeaderBytes,
@@ -229,6 +234,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxResponseHeaderBytes < 256 {
 		return fmt.Errorf("--max-response-header-bytes %d: want at least 256 (default 1 MiB)", c.MaxResponseHeaderBytes)
+	}
+	if c.BodyBudget < 1 || c.QueueBytes < 1 {
+		return fmt.Errorf("--body-budget %d, --queue-bytes %d: want at least 1 byte each", c.BodyBudget, c.QueueBytes)
 	}
 	if err := c.validateCompare(); err != nil {
 		return err

@@ -51,6 +51,7 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 		return err
 	}
 	defer p.close()
+	setMemoryLimit(cfg, log)
 	// The shards exist before anything can scrape their counters.
 	flowCtx, cancelFlow := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelFlow()
@@ -198,7 +199,7 @@ func build(cfg Config, log *slog.Logger) (*stages, error) {
 		p.observer = &observer{}
 		sink = p.observer
 	}
-	hcfg := httpx.Config{MaxHeaderBytes: cfg.MaxHeaderBytes, MaxBodyBytes: cfg.MaxBodyBytes}
+	hcfg := httpx.Config{MaxHeaderBytes: cfg.MaxHeaderBytes, MaxBodyBytes: cfg.MaxBodyBytes, BodyBudget: httpx.NewBudget(cfg.BodyBudget)}
 	if p.engine != nil {
 		// Production's bodies are kept only as far as the comparison needs.
 		hcfg.ResponseBodyKeep = cfg.CompareBodyBytes
@@ -238,6 +239,7 @@ func replayConfig(cfg Config) (replay.Config, error) {
 	rc := replay.DefaultConfig()
 	rc.Methods, rc.SamplePercent, rc.SampleKey = cfg.Methods, cfg.Sample, cfg.SampleKey
 	rc.MaxRPS, rc.MaxInflight, rc.Queue, rc.Timeout = cfg.MaxRPS, cfg.MaxInflight, cfg.Queue, cfg.Timeout
+	rc.QueueBytes = cfg.QueueBytes
 	rc.DropHeaders, rc.Host, rc.Marker = cfg.DropHeaders, cfg.Host, !cfg.NoMarker
 	rc.MaxResponseHeaderBytes = cfg.MaxResponseHeaderBytes
 	rc.CompareBodyBytes, rc.CompareBudget, rc.ReplayDelay = cfg.CompareBodyBytes, cfg.CompareBudget, cfg.ReplayDelay

@@ -32,6 +32,10 @@ func (ObserveSnapshot) MetricHelp() map[string]string {
 
 func (o *observer) Request(*httpx.Exchange) { o.requests.Add(1) }
 
+// WantBody implements httpx.HeadDecider: observing only, no request body
+// is ever used, so none is kept.
+func (o *observer) WantBody(*httpx.Exchange) bool { return false }
+
 func (o *observer) Response(ex *httpx.Exchange) {
 	if ex.Resp != nil && ex.Reason == httpx.RespOK {
 		o.responses.Add(1)

@@ -15,7 +15,10 @@ import (
 const (
 	DefaultMaxInflight = 64
 	DefaultQueue       = 4096
-	DefaultTimeout     = 10 * time.Second
+	// DefaultQueueBytes bounds the request body bytes in one target's
+	// queue: 64 MiB.
+	DefaultQueueBytes = 64 << 20
+	DefaultTimeout    = 10 * time.Second
 	// DefaultMaxResponseHeaderBytes bounds the shadow's response head, as
 	// http.Transport's MaxResponseHeaderBytes default.
 	DefaultMaxResponseHeaderBytes = 1 << 20
@@ -55,6 +58,7 @@ type Config struct {
 	MaxRPS        float64          // per target; 0 = unlimited; burst = one second's worth (ceil(MaxRPS))
 	MaxInflight   int              // per target concurrent requests; default 64
 	Queue         int              // per target queue length; default 4096
+	QueueBytes    int64            // per target request body bytes queued; default 64 MiB; beyond, dropped "queue"
 	Timeout       time.Duration    // per request, connect to end of body; default 10s
 	SetHeaders    []HeaderKV       // set (replacing) on every replayed request
 	DropHeaders   []string         // removed from every replayed request
@@ -105,6 +109,7 @@ func DefaultConfig() Config {
 		SampleKey:     DefaultSampleKey,
 		MaxInflight:   DefaultMaxInflight,
 		Queue:         DefaultQueue,
+		QueueBytes:    DefaultQueueBytes,
 		Timeout:       DefaultTimeout,
 		Marker:        true,
 
@@ -274,6 +279,9 @@ func (c *Config) Validate() error {
 	if c.Queue < 0 {
 		return fmt.Errorf("queue %d: want 1 or more", c.Queue)
 	}
+	if c.QueueBytes < 0 {
+		return fmt.Errorf("queue bytes %d: want 1 or more", c.QueueBytes)
+	}
 	if c.Timeout < 0 {
 		return fmt.Errorf("timeout %v: want more than 0", c.Timeout)
 	}
@@ -356,6 +364,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Queue == 0 {
 		c.Queue = DefaultQueue
+	}
+	if c.QueueBytes == 0 {
+		c.QueueBytes = DefaultQueueBytes
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout

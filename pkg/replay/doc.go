@@ -65,6 +65,18 @@
 // The Sink methods never block the parser: where a target cannot keep up,
 // requests are dropped and counted.
 //
+// # Bodies
+//
+// The Replayer is an httpx.HeadDecider: the method, path and sampling
+// filters are applied when the request's head is parsed (WantBody, the
+// decision kept in Exchange.Mark for Request), so the body of a request
+// that will not be replayed is measured by the parser, never kept. The
+// bodies kept count against the process's httpx.Budget (--body-budget)
+// until every target is done with the request; a body beyond it is dropped
+// by the parser and its request counted BodyBudget. Each target's queue is
+// bounded in entries (Config.Queue) and in body bytes (Config.QueueBytes);
+// a request that does not fit either is dropped "queue" for that target.
+//
 // # Overload
 //
 // Before a request is queued, admission control (overload.go) may shed it:
@@ -80,7 +92,7 @@
 //
 // Every exchange given to Request ends in exactly one outcome. Globally:
 //
-//	Requests = FilteredMethod + FilteredPath + SampledOut + TooLarge + Accepted
+//	Requests = FilteredMethod + FilteredPath + SampledOut + BodyBudget + TooLarge + Accepted
 //
 // Every accepted request is offered to every target, so for each target
 // (first copies only):

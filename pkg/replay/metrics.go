@@ -16,7 +16,7 @@ type statsCollector struct {
 	r                                           *Replayer
 	requests, filtered, accepted                *prometheus.Desc
 	replayed, dropped, failed, queued, inflight *prometheus.Desc
-	compareBytes, keyMiss                       *prometheus.Desc
+	compareBytes, keyMiss, queuedBytes          *prometheus.Desc
 	dups, dupReplayed, dupDropped, dupFailed    *prometheus.Desc
 	discarded                                   *prometheus.Desc
 }
@@ -28,14 +28,15 @@ func newStatsCollector(r *Replayer) *statsCollector {
 	return &statsCollector{
 		r:            r,
 		requests:     d("requests_total", "Requests handed to the replay stage by the parser."),
-		filtered:     d("filtered_total", "Requests not replayed, by reason: method, path, sampled_out, too_large.", "reason"),
+		filtered:     d("filtered_total", "Requests not replayed, by reason: method, path, sampled_out, too_large, body_budget (the body would have gone beyond --body-budget).", "reason"),
 		accepted:     d("accepted_total", "Requests that passed every filter and were offered to every target."),
 		replayed:     d("replayed_total", "Requests the target answered, by status class.", "target", "class"),
-		dropped:      d("dropped_total", "Requests not sent to the target, by reason: queue full, rate limit, stopped, multiply (a --multiply below 1 sent it 0 times), overload (whole sessions shed).", "target", "reason"),
+		dropped:      d("dropped_total", "Requests not sent to the target, by reason: queue full (--queue entries or --queue-bytes), rate limit, stopped, multiply (a --multiply below 1 sent it 0 times), overload (whole sessions shed).", "target", "reason"),
 		failed:       d("failed_total", "Requests sent or attempted without an answer, by reason.", "target", "reason"),
 		discarded:    d("conn_discarded_total", "Kept connections to the target closed before their reuse, by reason: unsolicited (bytes no request asked for arrived), closed (the target closed it while idle).", "target", "reason"),
 		queued:       d("queued", "Requests waiting in the target's queue, duplicates included.", "target"),
 		inflight:     d("inflight", "Requests being sent to the target, duplicates included.", "target"),
+		queuedBytes:  d("queued_bytes", "Request body bytes waiting in the target's queue, duplicates included, at most --queue-bytes.", "target"),
 		compareBytes: d("compare_held_bytes", "Bytes of production and shadow bodies held for comparison, at most --compare-budget."),
 		keyMiss:      d("sample_key_missing_total", "Sampling decisions made on the client address because the key header or cookie was absent."),
 		dups:         d("duplicates_total", "Extra copies of requests that --multiply asked to send to the target, beyond the first (which alone is compared).", "target"),
@@ -47,7 +48,7 @@ func newStatsCollector(r *Replayer) *statsCollector {
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.filtered, c.accepted, c.replayed, c.dropped, c.failed, c.discarded,
-		c.queued, c.inflight, c.compareBytes, c.keyMiss, c.dups, c.dupReplayed, c.dupDropped, c.dupFailed} {
+		c.queued, c.inflight, c.queuedBytes, c.compareBytes, c.keyMiss, c.dups, c.dupReplayed, c.dupDropped, c.dupFailed} {
 		ch <- d
 	}
 }
@@ -65,6 +66,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.filtered, s.FilteredPath, "path")
 	counter(c.filtered, s.SampledOut, "sampled_out")
 	counter(c.filtered, s.TooLarge, "too_large")
+	counter(c.filtered, s.BodyBudget, "body_budget")
 	counter(c.accepted, s.Accepted)
 	counter(c.keyMiss, s.SampleKeyMissing)
 	for _, t := range s.Targets {
@@ -87,6 +89,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		d := &t.Duplicates
 		gauge(c.queued, t.Queued+d.Queued, t.Target)
 		gauge(c.inflight, t.InFlight+d.InFlight, t.Target)
+		gauge(c.queuedBytes, t.QueuedBytes, t.Target)
 		counter(c.dups, d.Due, t.Target)
 		for cl := Class1xx; cl < NumClasses; cl++ {
 			counter(c.dupReplayed, d.Replayed[cl], t.Target, cl.String())

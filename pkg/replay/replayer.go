@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +22,10 @@ import (
 	"github.com/shadowtap/shadowtap/pkg/verdict"
 )
 
-var _ httpx.Sink = (*Replayer)(nil)
+var (
+	_ httpx.Sink        = (*Replayer)(nil)
+	_ httpx.HeadDecider = (*Replayer)(nil)
+)
 
 // Replayer is the replay stage. It implements httpx.Sink.
 type Replayer struct {
@@ -64,6 +68,7 @@ type target struct {
 	limiter   *rate.Limiter // nil: unlimited
 	mul       multiplier    // copies of each request (Config.Multiply)
 	queue     chan job
+	qbytes    atomic.Int64 // request body bytes of the jobs in queue, at most Config.QueueBytes
 	stats     *targetStats
 	latency   prometheus.Observer
 	ttfb      prometheus.Observer
@@ -183,6 +188,7 @@ func (r *Replayer) newTarget(u *url.URL, mul float64) *target {
 			"target", name, "multiply", mul)
 	}
 	t.stats.queued = func() int { return len(t.queue) }
+	t.stats.queuedBytes = t.qbytes.Load
 	if cfg.MaxRPS > 0 {
 		t.limiter = rate.NewLimiter(rate.Limit(cfg.MaxRPS), max(1, int(math.Ceil(cfg.MaxRPS))))
 	}
@@ -206,31 +212,67 @@ func serverName(host string, u *url.URL) string {
 func (r *Replayer) Stats() *Stats { return &r.stats }
 
 // Request is called by the parser for every complete request. It decides
-// whether to replay it and queues it to every target; it never blocks.
+// whether to replay it (reusing the decision WantBody made at the head) and
+// queues it to every target; it never blocks.
 func (r *Replayer) Request(ex *httpx.Exchange) {
 	s := &r.stats
 	s.requests.Add(1)
-	if !r.methodAllowed(ex.Req.Method) {
+	d := decision(ex.Mark)
+	if d == 0 {
+		d = r.decide(ex)
+	}
+	switch {
+	case d == decMethod:
 		s.filteredMethod.Add(1)
-		return
+	case d == decPath:
+		s.filteredPath.Add(1)
+	case d == decSampledOut:
+		s.sampledOut.Add(1)
+	case ex.Req.OverBudget:
+		s.bodyBudget.Add(1)
+	case ex.Req.TooLarge:
+		s.tooLarge.Add(1)
+	default:
+		s.accepted.Add(1)
+		if !r.admitted(ex) {
+			return // shed by overload control, counted
+		}
+		r.dispatch(ex)
+	}
+}
+
+// decision is the filters' verdict on a request, kept in Exchange.Mark
+// between WantBody and Request (0: not decided yet).
+type decision uint8
+
+const (
+	decReplay decision = iota + 1
+	decMethod
+	decPath
+	decSampledOut
+)
+
+// decide applies the method, path and sampling filters, in that order.
+func (r *Replayer) decide(ex *httpx.Exchange) decision {
+	if !r.methodAllowed(ex.Req.Method) {
+		return decMethod
 	}
 	if _, path, _ := splitTarget(ex.Req.Target); !r.pathAllowed(path) {
-		s.filteredPath.Add(1)
-		return
+		return decPath
 	}
 	if !r.sampled(ex) {
-		s.sampledOut.Add(1)
-		return
+		return decSampledOut
 	}
-	if ex.Req.TooLarge {
-		s.tooLarge.Add(1)
-		return
-	}
-	s.accepted.Add(1)
-	if !r.admitted(ex) {
-		return // shed by overload control, counted
-	}
-	r.dispatch(ex)
+	return decReplay
+}
+
+// WantBody implements httpx.HeadDecider: the parser asks at the head, and
+// keeps the body only for a request that will be replayed. The decision is
+// kept in ex.Mark for Request.
+func (r *Replayer) WantBody(ex *httpx.Exchange) bool {
+	d := r.decide(ex)
+	ex.Mark = uint8(d)
+	return d == decReplay
 }
 
 func (r *Replayer) methodAllowed(m []byte) bool {
@@ -348,6 +390,15 @@ func (r *Replayer) enqueue(t *target, jb job, now time.Time) (dropReason, bool) 
 			return dropRate, false
 		}
 	}
+	n := int64(len(jb.ex.Req.Body))
+	if n > 0 && t.qbytes.Add(n) > r.cfg.QueueBytes {
+		// Full in bytes: as full as in entries.
+		t.qbytes.Add(-n)
+		if res != nil {
+			res.CancelAt(now)
+		}
+		return dropQueue, false
+	}
 	jb.ex.Retain()
 	if jb.j != nil {
 		jb.j.left.Add(1) // before the worker can answer
@@ -359,6 +410,7 @@ func (r *Replayer) enqueue(t *target, jb job, now time.Time) (dropReason, bool) 
 	case t.queue <- jb:
 		return 0, true
 	default:
+		t.qbytes.Add(-n)
 		if jb.dup() {
 			t.stats.dup.queued.Add(-1)
 		}
@@ -370,6 +422,13 @@ func (r *Replayer) enqueue(t *target, jb job, now time.Time) (dropReason, bool) 
 			res.CancelAt(now) // give the token back: nothing was sent
 		}
 		return dropQueue, false
+	}
+}
+
+// dequeued gives back the queue bytes of a job taken from t's queue.
+func (t *target) dequeued(jb job) {
+	if n := int64(len(jb.ex.Req.Body)); n > 0 {
+		t.qbytes.Add(-n)
 	}
 }
 
@@ -446,6 +505,7 @@ func (r *Replayer) Drain(ctx context.Context) error {
 			r.runMu.Unlock()
 			for _, t := range r.targets {
 				for jb := range t.queue {
+					t.dequeued(jb)
 					if jb.dup() {
 						t.stats.dup.queued.Add(-1)
 					}
@@ -496,6 +556,7 @@ func (r *Replayer) worker(ctx context.Context, t *target) {
 	c := newConn(&r.cfg, t)
 	defer c.close()
 	for jb := range t.queue {
+		t.dequeued(jb)
 		inflight := &t.stats.inflight
 		if jb.dup() {
 			inflight = &t.stats.dup.inflight

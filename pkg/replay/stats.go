@@ -47,6 +47,7 @@ type Stats struct {
 	filteredPath   atomic.Uint64
 	sampledOut     atomic.Uint64
 	tooLarge       atomic.Uint64
+	bodyBudget     atomic.Uint64
 	accepted       atomic.Uint64
 	keyMissing     atomic.Uint64 // sampled on the client address because the key was absent
 	comparing      bool
@@ -63,7 +64,9 @@ type targetStats struct {
 	discard  [numDiscard]atomic.Uint64 // connections, not requests
 	inflight atomic.Int64
 	queued   func() int // jobs in the queue, duplicates included
-	dup      dupStats
+	// request body bytes of the jobs in the queue, duplicates included
+	queuedBytes func() int64
+	dup         dupStats
 
 	// With a comparison stage: answers (and failures) handed to it in an
 	// exchange, counted uncompared by replay, and waiting in a join.
@@ -128,6 +131,7 @@ type StatsSnapshot struct {
 	FilteredPath     uint64 // path not included, or excluded
 	SampledOut       uint64 // outside the sample
 	TooLarge         uint64 // the parser flagged the request too large to replay
+	BodyBudget       uint64 // the parser dropped the body: beyond the process's body budget (--body-budget)
 	Accepted         uint64 // passed every filter: offered to every target
 	SampleKeyMissing uint64 // sampled on the client address: key header or cookie absent (not an outcome)
 	Comparing        bool   // a comparison stage is configured (Config.Verdict)
@@ -146,6 +150,9 @@ type TargetSnapshot struct {
 	FailedInvalid, FailedError                uint64
 	FailedResponseTooLarge                    uint64
 	Queued, InFlight                          uint64 // not yet ended
+	// QueuedBytes is the request body bytes of the jobs in the queue
+	// (duplicates included), at most Config.QueueBytes.
+	QueuedBytes uint64
 	// Kept connections closed before their reuse (not request outcomes).
 	DiscardedUnsolicited, DiscardedClosed uint64
 	// Baseline is the --baseline target.
@@ -216,9 +223,9 @@ func (t TargetSnapshot) Failed() uint64 {
 // It is exact only when the replayer is quiescent, e.g. after Drain.
 func (s StatsSnapshot) Check() error {
 	var errs []error
-	if sum := s.FilteredMethod + s.FilteredPath + s.SampledOut + s.TooLarge + s.Accepted; sum != s.Requests {
-		errs = append(errs, fmt.Errorf("requests %d != filtered_method %d + filtered_path %d + sampled_out %d + too_large %d + accepted %d (= %d)",
-			s.Requests, s.FilteredMethod, s.FilteredPath, s.SampledOut, s.TooLarge, s.Accepted, sum))
+	if sum := s.FilteredMethod + s.FilteredPath + s.SampledOut + s.TooLarge + s.BodyBudget + s.Accepted; sum != s.Requests {
+		errs = append(errs, fmt.Errorf("requests %d != filtered_method %d + filtered_path %d + sampled_out %d + too_large %d + body_budget %d + accepted %d (= %d)",
+			s.Requests, s.FilteredMethod, s.FilteredPath, s.SampledOut, s.TooLarge, s.BodyBudget, s.Accepted, sum))
 	}
 	for _, t := range s.Targets {
 		if sum := t.ReplayedTotal() + t.Dropped() + t.Failed() + t.Queued + t.InFlight; sum != s.Accepted {
@@ -249,6 +256,7 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		FilteredPath:     s.filteredPath.Load(),
 		SampledOut:       s.sampledOut.Load(),
 		TooLarge:         s.tooLarge.Load(),
+		BodyBudget:       s.bodyBudget.Load(),
 		Accepted:         s.accepted.Load(),
 		SampleKeyMissing: s.keyMissing.Load(),
 		Comparing:        s.comparing,
@@ -276,6 +284,9 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		ts.Duplicates = t.dup.snapshot()
 		// The queue holds both; the duplicates in it are counted apart.
 		ts.Queued = uint64(max(int64(t.queued())-int64(ts.Duplicates.Queued), 0))
+		if t.queuedBytes != nil {
+			ts.QueuedBytes = uint64(max(t.queuedBytes(), 0))
+		}
 		if n := t.inflight.Load(); n > 0 {
 			ts.InFlight = uint64(n)
 		}
