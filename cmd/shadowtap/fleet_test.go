@@ -341,15 +341,17 @@ scrape_configs:
 		t.Errorf("receivers: prometheus %d, --from A B %d, --from C %d; want 2, 2, 1", fleet.Receivers, both.Receivers, one.Receivers)
 	}
 	// Through Prometheus and from both receivers: the same figures, counts
-	// and decision (below: the same latency histograms too). The receiver
-	// that saw everything replayed the same requests at other moments: the
-	// same counts and decision (--latency-slack keeps the millisecond
-	// jitter of fast routes out of it).
+	// and decision, latency included (below: the same latency histograms
+	// too). The receiver that saw everything replayed the same requests at
+	// other moments: the same counts and the same decision on every
+	// criterion but latency, which it measured itself (on a loaded machine,
+	// under -race, a fast route's p99 there can pass --latency-slack while
+	// A's and B's do not; the slower search fails everywhere, checked above).
 	for _, cmp := range []struct {
 		name    string
 		a, b    *gate.Result
 		latency bool
-	}{{"--prometheus vs --from A --from B", fleet, both, true}, {"--from A --from B vs --from C", both, one, true}} {
+	}{{"--prometheus vs --from A --from B", fleet, both, true}, {"--from A --from B vs --from C", both, one, false}} {
 		if !reflect.DeepEqual(countsOf(cmp.a), countsOf(cmp.b)) || cmp.a.Differing != cmp.b.Differing ||
 			!reflect.DeepEqual(cmp.a.Kinds, cmp.b.Kinds) {
 			t.Errorf("%s: counts differ:\n%v %d %v\n%v %d %v", cmp.name, countsOf(cmp.a), cmp.a.Differing, cmp.a.Kinds,
