@@ -223,22 +223,22 @@ func TestStalled(t *testing.T) {
 	d := NewDispatcher(context.Background(), DispatchConfig{Shards: 2, TickInterval: tick}, factory)
 	defer d.Close()
 	time.Sleep(10 * tick)
-	if i, age, stalled := d.Stalled(time.Now(), 20*tick); stalled {
+	if i, age, stalled := d.Stalled(time.Now(), 40*tick); stalled {
 		t.Fatalf("idle shard %d reported stalled (%v)", i, age)
 	}
 	feed(d, sg{dir: event.Request, seq: 1, data: "GET", port: 1})
 	d.Flush()
 	<-entered // the shard is now stuck in Data
-	time.Sleep(30 * tick)
+	time.Sleep(60 * tick)
 	want := d.shardOf(func() *event.Header { h := (sg{dir: event.Request, seq: 1, data: "GET", port: 1}).header(); return &h }())
-	i, age, stalled := d.Stalled(time.Now(), 20*tick)
+	i, age, stalled := d.Stalled(time.Now(), 40*tick)
 	if !stalled || i != want {
 		t.Fatalf("Stalled = shard %d, %v, %v; want shard %d stalled", i, age, stalled, want)
 	}
 	close(release)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, _, stalled := d.Stalled(time.Now(), 20*tick); !stalled {
+		if _, _, stalled := d.Stalled(time.Now(), 40*tick); !stalled {
 			break
 		}
 		if time.Now().After(deadline) {
