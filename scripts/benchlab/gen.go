@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/shadowtap/shadowtap/testenv"
 	"github.com/shadowtap/shadowtap/testenv/mirrorgen"
+	"github.com/shadowtap/shadowtap/testenv/mirrorlink"
 )
 
 // genConfig is the traffic of every step, apart from its rate.
@@ -28,56 +28,20 @@ type genConfig struct {
 // writer per worker on prod's mir0, frames addressed to recv mir0 as an AWS
 // mirror session addresses its target.
 type sender struct {
-	lab     *testenv.Lab
-	writers []*mirrorgen.PacketWriter
-	srcMAC  net.HardwareAddr
-	dstMAC  net.HardwareAddr
+	lab   *testenv.Lab
+	links *mirrorlink.Writers
 }
 
 func newSender(lab *testenv.Lab, workers int) (*sender, error) {
-	s := &sender{lab: lab}
-	err := lab.Do(lab.RecvNS, func() error {
-		ifi, err := net.InterfaceByName(lab.RecvIface)
-		if err != nil {
-			return fmt.Errorf("receiver interface %s: %w", lab.RecvIface, err)
-		}
-		s.dstMAC = ifi.HardwareAddr
-		return nil
-	})
+	links, err := mirrorlink.Open(lab, workers)
 	if err != nil {
 		return nil, err
 	}
-	err = lab.Do(lab.ProdNS, func() error {
-		ifi, err := net.InterfaceByName(testenv.ProdMirrorIface)
-		if err != nil {
-			return fmt.Errorf("production mirror interface %s: %w", testenv.ProdMirrorIface, err)
-		}
-		s.srcMAC = ifi.HardwareAddr
-		for range workers {
-			w, err := mirrorgen.NewPacketWriter(testenv.ProdMirrorIface)
-			if err != nil {
-				return err
-			}
-			s.writers = append(s.writers, w)
-		}
-		return nil
-	})
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
+	return &sender{lab: lab, links: links}, nil
 }
 
 // Close closes the writers.
-func (s *sender) Close() error {
-	var errs []error
-	for _, w := range s.writers {
-		errs = append(errs, w.Close())
-	}
-	s.writers = nil
-	return errors.Join(errs...)
-}
+func (s *sender) Close() error { return s.links.Close() }
 
 // genResult sums the workers' summaries for one step.
 type genResult struct {
@@ -111,13 +75,13 @@ func (g genResult) RPS() float64 {
 // each step its own inner server address (10.81.<step>.<2+worker>), so the
 // connections a step leaves open never share a 4-tuple with the next step's.
 func (s *sender) run(ctx context.Context, cfg genConfig, step int, rate float64, d time.Duration) (genResult, error) {
-	n := len(s.writers)
+	n := len(s.links.W)
 	results := make([]mirrorgen.Summary, n)
 	refused := make([]uint64, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i, w := range s.writers {
+	for i, w := range s.links.W {
 		server := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 81, byte(step % 256), byte(2 + i)}), 8080)
 		g, err := mirrorgen.New(mirrorgen.Config{
 			Conns:           max(1, cfg.conns/n),
@@ -131,8 +95,8 @@ func (s *sender) run(ctx context.Context, cfg genConfig, step int, rate float64,
 			VNI:             s.lab.VNI,
 			Source:          s.lab.MirrorSource4,
 			Receiver:        s.lab.RecvAddr4,
-			SrcMAC:          s.srcMAC,
-			DstMAC:          s.dstMAC,
+			SrcMAC:          s.links.SrcMAC,
+			DstMAC:          s.links.DstMAC,
 			Server:          server,
 			Seed:            uint64(step)<<8 | uint64(i),
 		})

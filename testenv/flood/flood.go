@@ -11,13 +11,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/shadowtap/shadowtap/testenv"
 	"github.com/shadowtap/shadowtap/testenv/mirrorgen"
+	"github.com/shadowtap/shadowtap/testenv/mirrorlink"
 )
 
 // Port is the mirrored service's port the floods address (shadowtap's --ports).
@@ -63,66 +63,31 @@ func (r Result) PPS() float64 {
 // for the steady connection.
 type Sender struct {
 	lab     *testenv.Lab
-	writers []*mirrorgen.PacketWriter
-	steadyW *mirrorgen.PacketWriter
-	srcMAC  net.HardwareAddr
-	dstMAC  net.HardwareAddr
+	links   *mirrorlink.Writers
+	writers []*mirrorgen.PacketWriter // the workers'
+	steadyW *mirrorgen.PacketWriter   // the steady connection's
 }
 
 // NewSender opens workers writers (at least 1) in lab.
 func NewSender(lab *testenv.Lab, workers int) (*Sender, error) {
-	s := &Sender{lab: lab}
-	err := lab.Do(lab.RecvNS, func() error {
-		ifi, err := net.InterfaceByName(lab.RecvIface)
-		if err != nil {
-			return fmt.Errorf("receiver interface %s: %w", lab.RecvIface, err)
-		}
-		s.dstMAC = ifi.HardwareAddr
-		return nil
-	})
+	links, err := mirrorlink.Open(lab, max(workers, 1)+1)
 	if err != nil {
 		return nil, err
 	}
-	err = lab.Do(lab.ProdNS, func() error {
-		ifi, err := net.InterfaceByName(testenv.ProdMirrorIface)
-		if err != nil {
-			return fmt.Errorf("production mirror interface %s: %w", testenv.ProdMirrorIface, err)
-		}
-		s.srcMAC = ifi.HardwareAddr
-		for range max(workers, 1) + 1 {
-			w, err := mirrorgen.NewPacketWriter(testenv.ProdMirrorIface)
-			if err != nil {
-				return err
-			}
-			s.writers = append(s.writers, w)
-		}
-		s.steadyW, s.writers = s.writers[0], s.writers[1:]
-		return nil
-	})
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
+	return &Sender{lab: lab, links: links, steadyW: links.W[0], writers: links.W[1:]}, nil
 }
 
 // Close closes the writers.
 func (s *Sender) Close() error {
-	var errs []error
-	for _, w := range append(s.writers, s.steadyW) {
-		if w != nil {
-			errs = append(errs, w.Close())
-		}
-	}
 	s.writers, s.steadyW = nil, nil
-	return errors.Join(errs...)
+	return s.links.Close()
 }
 
 // genConfig is a generator addressed like the lab's mirror session.
 func (s *Sender) genConfig(server netip.AddrPort, seed uint64) mirrorgen.Config {
 	return mirrorgen.Config{
 		VNI: s.lab.VNI, Source: s.lab.MirrorSource4, Receiver: s.lab.RecvAddr4,
-		SrcMAC: s.srcMAC, DstMAC: s.dstMAC, Server: server, Seed: seed,
+		SrcMAC: s.links.SrcMAC, DstMAC: s.links.DstMAC, Server: server, Seed: seed,
 	}
 }
 
