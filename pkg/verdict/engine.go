@@ -478,11 +478,13 @@ func (e *Engine) process(x *Exchange) {
 	// is noise for this exchange and, from now on, for the route.
 	var exNoise map[string]bool
 	var learned []Difference
+	baselineAnswered := false
 	for i := range x.Answers {
 		a := &x.Answers[i]
 		if !e.isBaseline(a) || a.Response == nil {
 			continue
 		}
+		baselineAnswered = true
 		bd, _ := compareOne(prod, a.Response, &opt)
 		for _, d := range bd {
 			if exNoise == nil {
@@ -523,7 +525,7 @@ func (e *Engine) process(x *Exchange) {
 		when = e.now()
 	}
 	e.mu.Lock()
-	if len(learned) > 0 {
+	if baselineAnswered {
 		e.overflow += uint64(e.noise.learn(tmpl, learned))
 	}
 	for i := range x.Answers {

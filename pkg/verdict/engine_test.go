@@ -236,11 +236,23 @@ func TestShadowError(t *testing.T) {
 }
 
 // Baseline learning, with the differences the comparison gives now (status).
-func TestBaselineNoise(t *testing.T) {
-	type step struct {
-		path             string
-		prod, base, shad int // statuses; base 0 = the baseline did not answer
+// step is one exchange of TestBaselineNoise: statuses of production, the
+// baseline (0: it did not answer) and the shadow.
+type step struct {
+	path             string
+	prod, base, shad int
+}
+
+// repeatStep repeats s n times.
+func repeatStep(n int, s step) []step {
+	out := make([]step, n)
+	for i := range out {
+		out[i] = s
 	}
+	return out
+}
+
+func TestBaselineNoise(t *testing.T) {
 	tests := []struct {
 		name      string
 		steps     []step
@@ -261,17 +273,28 @@ func TestBaselineNoise(t *testing.T) {
 		},
 		{
 			name:  "learned on the route, then ignored when the baseline agrees",
-			steps: []step{{"/r/1", 200, 503, 200}, {"/r/2", 200, 200, 404}},
+			steps: append(repeatStep(3, step{"/r/1", 200, 503, 200}), step{"/r/2", 200, 200, 404}),
 			route: "GET /r/{id}", differing: 0, noise: 1, sources: []string{NoiseBaseline},
 		},
 		{
 			name:  "route noise applies when the baseline did not answer",
-			steps: []step{{"/r/1", 200, 500, 200}, {"/r/2", 200, 0, 500}},
+			steps: append(repeatStep(3, step{"/r/1", 200, 500, 200}), step{"/r/2", 200, 0, 500}),
 			route: "GET /r/{id}", differing: 0, noise: 1, sources: []string{NoiseBaseline},
 		},
 		{
 			name:  "learned on another route: still a difference here",
-			steps: []step{{"/other/1", 200, 500, 200}, {"/r/2", 200, 200, 500}},
+			steps: append(repeatStep(3, step{"/other/1", 200, 500, 200}), step{"/r/2", 200, 200, 500}),
+			route: "GET /r/{id}", differing: 1, noise: 0,
+		},
+		{
+			name:  "a baseline that failed once is not route noise",
+			steps: []step{{"/r/1", 200, 500, 200}, {"/r/1", 200, 500, 200}, {"/r/2", 200, 200, 503}},
+			route: "GET /r/{id}", differing: 1, noise: 0,
+		},
+		{
+			name: "a burst of baseline differences stops being noise as the route grows",
+			steps: append(append(repeatStep(3, step{"/r/1", 200, 503, 200}), repeatStep(60, step{"/r/3", 200, 200, 200})...),
+				step{"/r/2", 200, 200, 503}),
 			route: "GET /r/{id}", differing: 1, noise: 0,
 		},
 		{
@@ -384,6 +407,8 @@ func TestDocumentJSONRoundTrip(t *testing.T) {
 	})
 	d := run(t, e,
 		ex("GET", "/users/1", mkResp(200, 3*time.Millisecond), baseline(mkResp(500, time.Millisecond)), shadow(mkResp(500, 40*time.Millisecond))),
+		ex("GET", "/users/1", mkResp(200, 3*time.Millisecond), baseline(mkResp(500, time.Millisecond)), shadow(mkResp(500, 40*time.Millisecond))),
+		ex("GET", "/users/1", mkResp(200, 3*time.Millisecond), baseline(mkResp(500, time.Millisecond)), shadow(mkResp(500, 40*time.Millisecond))),
 		ex("GET", "/users/2", mkResp(200, 3*time.Millisecond), baseline(mkResp(200, time.Millisecond)), shadow(mkResp(404, 40*time.Millisecond))),
 		ex("GET", "/items", mkResp(200, 3*time.Millisecond), baseline(mkResp(200, time.Millisecond)), Answer{Target: "shadow", Error: "reset"}),
 	)
@@ -435,10 +460,10 @@ func TestDocumentJSONRoundTrip(t *testing.T) {
 	if d.Routes[0].Route != "GET /items" || d.Routes[1].Route != "GET /users/{id}" {
 		t.Errorf("routes not sorted: %s, %s", d.Routes[0].Route, d.Routes[1].Route)
 	}
-	// /users/1: the baseline differs as the shadow does (exchange noise);
-	// /users/2: status is noise learned on the route.
+	// /users/1 three times: the baseline differs as the shadow does
+	// (exchange noise); /users/2: status is noise learned on the route.
 	u := d.Routes[1]
-	if u.Differing != 0 || u.Noise[KindStatus] != 2 || len(u.NoiseFields) != 2 || u.Latency.Shadow.Count != 2 {
+	if u.Differing != 0 || u.Noise[KindStatus] != 4 || len(u.NoiseFields) != 2 || u.Latency.Shadow.Count != 4 {
 		t.Errorf("GET /users/{id}: %+v", u)
 	}
 	if p := u.Latency.Shadow.P50; p < 0.02 || p > 0.05 {
@@ -647,6 +672,8 @@ func TestBaselineNoiseKinds(t *testing.T) {
 		{
 			name: "a JSON field learned at one index is noise at another",
 			exchanges: []trio{
+				{full(200, `{"items":[{"stock":3}]}`), full(200, `{"items":[{"stock":2}]}`), full(200, `{"items":[{"stock":3}]}`)},
+				{full(200, `{"items":[{"stock":3}]}`), full(200, `{"items":[{"stock":2}]}`), full(200, `{"items":[{"stock":3}]}`)},
 				{full(200, `{"items":[{"stock":3}]}`), full(200, `{"items":[{"stock":2}]}`), full(200, `{"items":[{"stock":3}]}`)},
 				{full(200, `{"items":[{"stock":1},{"stock":5}]}`), full(200, `{"items":[{"stock":1},{"stock":5}]}`), full(200, `{"items":[{"stock":1},{"stock":4}]}`)},
 			},

@@ -7,8 +7,9 @@ import (
 
 // Noise sources, as NoiseField.Source says them.
 const (
-	// NoiseBaseline: the field differed between production and the baseline
-	// on this route once, so it is ignored on the route from then on.
+	// NoiseBaseline: the field differs between production and the baseline
+	// on this route often enough (see minNoiseHits, minNoisePercent), so it
+	// is ignored on the route while that holds.
 	NoiseBaseline = "baseline"
 	// NoiseBaselineExchange: the baseline's answer to the same request
 	// differed from production's in this field (read-replica lag, a clock).
@@ -18,6 +19,18 @@ const (
 // maxNoisePerRoute bounds the fields learned as noise on one route, and the
 // noise fields counted per target and route.
 const maxNoisePerRoute = 256
+
+// A field is route noise once it has differed between production and the
+// baseline in at least minNoiseHits exchanges and in at least
+// minNoisePercent of the route's exchanges the baseline answered. A
+// baseline that fails once (a 500, a timeout) must not hide the shadow's
+// status differences on the route for good; a field whose differences were
+// a burst stops being noise as the route's exchanges grow. The exchange's
+// own noise (the baseline's answer to the same request) needs no threshold.
+const (
+	minNoiseHits    = 3
+	minNoisePercent = 5
+)
 
 // maxDocNoiseFields bounds Route.NoiseFields in the document.
 const maxDocNoiseFields = 20
@@ -80,6 +93,7 @@ func fieldOfKey(key string) string {
 type learnedField struct {
 	kind  Kind
 	field string // generalized
+	hits  uint64 // exchanges in which it differed between production and the baseline
 }
 
 // noiseBook holds the noise learned from the baseline, per route template.
@@ -89,54 +103,81 @@ type learnedField struct {
 // engine's mutex; that goroutine reads it without the mutex, the document
 // under it.
 type noiseBook struct {
-	routes  *routeSet
-	learned map[string]map[string]learnedField // route label -> generalized key -> field
+	routes   *routeSet
+	learned  map[string]map[string]*learnedField // route label -> generalized key -> field
+	compared map[string]uint64                   // route label -> exchanges the baseline answered
 }
 
 func newNoiseBook(maxRoutes int) *noiseBook {
-	return &noiseBook{routes: newRouteSet(maxRoutes), learned: make(map[string]map[string]learnedField)}
+	return &noiseBook{routes: newRouteSet(maxRoutes), learned: make(map[string]map[string]*learnedField),
+		compared: make(map[string]uint64)}
 }
 
-// learn records the differences between production and the baseline on a
-// route. Beyond maxNoisePerRoute fields a route learns no more; it reports
-// how many keys it could not keep.
+// learn records one exchange the baseline answered on a route, with the
+// differences between production and the baseline (none: it counts too).
+// Beyond maxNoisePerRoute fields a route learns no more; it reports how
+// many keys it could not keep.
 func (n *noiseBook) learn(tmpl string, diffs []Difference) (dropped int) {
+	label := n.routes.label(tmpl)
+	n.compared[label]++
 	if len(diffs) == 0 {
 		return 0
 	}
-	label := n.routes.label(tmpl)
 	set := n.learned[label]
 	if set == nil {
-		set = make(map[string]learnedField)
+		set = make(map[string]*learnedField)
 		n.learned[label] = set
 	}
+	seen := make(map[string]bool, len(diffs))
 	for _, d := range diffs {
 		k := generalizeKey(d.Key())
-		if _, ok := set[k]; ok {
+		if seen[k] {
+			continue // one exchange counts once per field
+		}
+		seen[k] = true
+		if f, ok := set[k]; ok {
+			f.hits++
 			continue
 		}
 		if len(set) >= maxNoisePerRoute {
 			dropped++
 			continue
 		}
-		set[k] = learnedField{kind: d.Kind, field: fieldOfKey(k)}
+		set[k] = &learnedField{kind: d.Kind, field: fieldOfKey(k), hits: 1}
 	}
 	return dropped
 }
 
-// has reports whether the generalized key is noise learned on the route.
-func (n *noiseBook) has(tmpl, gkey string) bool {
-	label := tmpl
+// label is the noise book's label of a route template.
+func (n *noiseBook) labelOf(tmpl string) string {
 	if !n.routes.known[tmpl] {
-		label = OtherRoute
+		return OtherRoute
 	}
-	_, ok := n.learned[label][gkey]
-	return ok
+	return tmpl
 }
 
-// fields returns the fields learned on a route label.
+// isNoise says whether f is noise on a route whose baseline answered
+// compared exchanges.
+func isNoise(f *learnedField, compared uint64) bool {
+	return f.hits >= minNoiseHits && f.hits*100 >= minNoisePercent*compared
+}
+
+// has reports whether the generalized key is noise learned on the route.
+func (n *noiseBook) has(tmpl, gkey string) bool {
+	label := n.labelOf(tmpl)
+	f, ok := n.learned[label][gkey]
+	return ok && isNoise(f, n.compared[label])
+}
+
+// fields returns the fields that are noise on a route label now.
 func (n *noiseBook) fields(label string) map[string]learnedField {
-	return n.learned[label]
+	out := make(map[string]learnedField)
+	for k, f := range n.learned[label] {
+		if isNoise(f, n.compared[label]) {
+			out[k] = *f
+		}
+	}
+	return out
 }
 
 // noiseHit is one difference discarded as noise.

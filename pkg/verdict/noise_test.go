@@ -29,9 +29,17 @@ func TestGeneralizeKey(t *testing.T) {
 	}
 }
 
+// learnN has the baseline differ in diffs on n exchanges of a route.
+func learnN(nb *noiseBook, n int, route string, diffs []Difference) (dropped int) {
+	for range n {
+		dropped = nb.learn(route, diffs)
+	}
+	return dropped
+}
+
 func TestNoiseBookLearn(t *testing.T) {
 	n := newNoiseBook(2)
-	n.learn("GET /a", []Difference{
+	learnN(n, minNoiseHits, "GET /a", []Difference{
 		{Kind: KindBody, Field: "$.items[0].stock"},
 		{Kind: KindHeader, Field: "Cache-Control"},
 	})
@@ -56,8 +64,8 @@ func TestNoiseBookLearn(t *testing.T) {
 	}
 
 	// Beyond MaxRoutes, the noise book shares one "other" set.
-	n.learn("GET /b", []Difference{{Kind: KindStatus, Field: "status"}})
-	n.learn("GET /c", []Difference{{Kind: KindHeader, Field: "Vary"}})
+	learnN(n, minNoiseHits, "GET /b", []Difference{{Kind: KindStatus, Field: "status"}})
+	learnN(n, minNoiseHits, "GET /c", []Difference{{Kind: KindHeader, Field: "Vary"}})
 	if !n.has("GET /d", "header Vary") || n.has("GET /b", "header Vary") || !n.has("GET /b", "status status") {
 		t.Error("routes beyond the cap should share the other set, and routes within keep their own")
 	}
@@ -67,7 +75,7 @@ func TestNoiseBookLearn(t *testing.T) {
 	for i := 0; i < maxNoisePerRoute+10; i++ {
 		many = append(many, Difference{Kind: KindBody, Field: fmt.Sprintf("$.f%d", i)})
 	}
-	if dropped := n.learn("GET /a", many); dropped != 12 { // 2 already learned
+	if dropped := learnN(n, minNoiseHits, "GET /a", many); dropped != 12 { // 2 already learned
 		t.Errorf("dropped %d, want 12", dropped)
 	}
 	if len(n.fields("GET /a")) != maxNoisePerRoute {
@@ -77,7 +85,7 @@ func TestNoiseBookLearn(t *testing.T) {
 
 func TestFilterNoise(t *testing.T) {
 	n := newNoiseBook(10)
-	n.learn("GET /a", []Difference{{Kind: KindHeader, Field: "Vary"}})
+	learnN(n, minNoiseHits, "GET /a", []Difference{{Kind: KindHeader, Field: "Vary"}})
 	diffs := []Difference{
 		{Kind: KindHeader, Field: "Vary"},          // learned on the route
 		{Kind: KindBody, Field: "$.n"},             // differs on the baseline too, this exchange
@@ -138,5 +146,32 @@ func TestDocNoiseFields(t *testing.T) {
 	}
 	if got := docNoiseFields(counted, learned); len(got) != maxDocNoiseFields || got[0].Count != 5 {
 		t.Errorf("%d fields (first %+v), want %d, most counted first", len(got), got[0], maxDocNoiseFields)
+	}
+}
+
+// TestNoiseThreshold: a field becomes route noise only when the baseline
+// differs in it on at least minNoiseHits exchanges and minNoisePercent of
+// the route's, and stops being noise when that no longer holds.
+func TestNoiseThreshold(t *testing.T) {
+	status := []Difference{{Kind: KindStatus, Field: "status"}}
+	n := newNoiseBook(10)
+	n.learn("GET /a", status) // the baseline failed once
+	if n.has("GET /a", "status status") {
+		t.Fatal("one baseline failure made status noise for the route")
+	}
+	learnN(n, minNoiseHits-1, "GET /a", status)
+	if !n.has("GET /a", "status status") {
+		t.Fatalf("%d differing exchanges of %d: want noise", minNoiseHits, minNoiseHits)
+	}
+	// The baseline agrees from now on: once the differences fall below
+	// minNoisePercent of the route's exchanges, they are no longer noise.
+	need := minNoiseHits*100/minNoisePercent - minNoiseHits
+	learnN(n, need, "GET /a", nil)
+	if !n.has("GET /a", "status status") {
+		t.Errorf("at exactly %d%%: want still noise", minNoisePercent)
+	}
+	n.learn("GET /a", nil)
+	if n.has("GET /a", "status status") || len(n.fields("GET /a")) != 0 {
+		t.Errorf("below %d%%: still noise", minNoisePercent)
 	}
 }
