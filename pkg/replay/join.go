@@ -243,6 +243,9 @@ func failAnswer(reason failReason, err error) verdict.Answer {
 		return verdict.Answer{Error: "timeout"}
 	case failDrain:
 		return verdict.Answer{Error: "stopped"}
+	case failTooLarge:
+		// The shadow answered, with a head beyond --max-response-header-bytes.
+		return verdict.Answer{Error: failNames[failTooLarge]}
 	}
 	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return verdict.Answer{Error: "reset"}

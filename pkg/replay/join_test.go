@@ -1,10 +1,14 @@
 package replay
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -438,5 +442,28 @@ func TestCompareBudgetCoversEngineQueue(t *testing.T) {
 	}
 	if err := r.stop(t, 5*time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFailAnswer: what the comparison is told about a target that did not
+// answer, and so what a shadow_error difference says.
+func TestFailAnswer(t *testing.T) {
+	tests := []struct {
+		reason failReason
+		err    error
+		want   string
+	}{
+		{failConnect, errors.New("dial"), "connect"},
+		{failTimeout, context.DeadlineExceeded, "timeout"},
+		{failDrain, context.Canceled, "stopped"},
+		{failTooLarge, errors.New("head too large"), "response_too_large"},
+		{failError, syscall.ECONNRESET, "reset"},
+		{failError, io.ErrUnexpectedEOF, "reset"},
+		{failError, errors.New("malformed"), "error"},
+	}
+	for _, tc := range tests {
+		if got := failAnswer(tc.reason, tc.err); got.Error != tc.want || got.Response != nil {
+			t.Errorf("failAnswer(%s, %v) = %+v, want Error %q", failNames[tc.reason], tc.err, got, tc.want)
+		}
 	}
 }
