@@ -196,12 +196,22 @@ func (a *admission) tick(now int64) {
 // replayed; threshold is the sampling threshold (of sampleScale) the key
 // already passed.
 func (a *admission) admit(h uint64, threshold uint64) bool {
-	now := a.now().UnixNano()
+	now, quiet := a.offer()
+	return quiet || a.decide(h, threshold, now)
+}
+
+// offer counts an offered request, runs the control loop when due and
+// reports whether no control is active (every request replayed, no hash
+// needed), with the time it read.
+func (a *admission) offer() (now int64, quiet bool) {
+	now = a.now().UnixNano()
 	a.offered.Add(1)
 	a.tick(now)
-	if !a.active.Load() {
-		return true // no overload lately: no session to keep whole
-	}
+	return now, !a.active.Load() // no overload lately: no session to keep whole
+}
+
+// decide is admit while control is active.
+func (a *admission) decide(h uint64, threshold uint64, now int64) bool {
 	r := a.ratio()
 	pos := float64(h % sampleScale)
 	limit := r * float64(threshold)
@@ -244,9 +254,13 @@ func (r *Replayer) SetCapturePressure(f func() float64) { r.adm.pressure.Store(&
 // session outside the admitted fraction, counting it dropped "overload" for
 // every target, and says whether to dispatch it.
 func (r *Replayer) admitted(ex *httpx.Exchange) bool {
+	now, quiet := r.adm.offer()
+	if quiet {
+		return true // the sample key is hashed only while control is active
+	}
 	var buf [64]byte
 	key, _ := sampleKeyOf(r.sampleKey, ex, buf[:])
-	if r.adm.admit(hashKey(key), r.threshold) {
+	if r.adm.decide(hashKey(key), r.threshold, now) {
 		return true
 	}
 	for _, t := range r.targets {
