@@ -35,12 +35,7 @@ deps:
 	./scripts/deps.sh
 
 fuzz:
-	@set -e; grep -rHo '^func Fuzz[A-Za-z0-9_]*' --include='*_test.go' pkg testenv | \
-	while IFS=: read -r file fn; do \
-		fn=$${fn#func }; pkg=./$$(dirname $$file); \
-		echo "fuzz $$pkg $$fn ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
-	done
+	GO="$(GO)" FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
 
 # The flood runs, not in CI (needs root, about two minutes): a million
 # spoofed flows and random VXLAN payloads from the allowed source while an
