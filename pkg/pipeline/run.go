@@ -88,7 +88,7 @@ func Run(ctx context.Context, cfg Config, opt Options) error {
 		verdictWG.Add(1)
 		go func() {
 			defer verdictWG.Done()
-			if err := p.engine.Run(verdictCtx); err != nil && !errors.Is(err, context.Canceled) {
+			if err := p.engine.Run(verdictCtx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, verdict.ErrClosed) {
 				log.Error("comparison stopped", "err", err)
 			}
 		}()

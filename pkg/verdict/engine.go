@@ -327,13 +327,21 @@ func (e *Engine) route(t *targetState, tmpl string) *routeState {
 	return r
 }
 
+// ErrClosed is what Run returns when Close came first: Close has then
+// compared the queue itself, and there is nothing left to run.
+var ErrClosed = errors.New("verdict: engine closed before Run")
+
 // Run compares submitted exchanges until Close has been called and the
 // queue is empty, or ctx ends.
 func (e *Engine) Run(ctx context.Context) error {
 	e.runMu.Lock()
 	if e.ran {
+		running := e.running
 		e.runMu.Unlock()
-		return errors.New("verdict: Run called twice or after Close")
+		if !running {
+			return ErrClosed
+		}
+		return errors.New("verdict: Run called twice")
 	}
 	e.ran, e.running = true, true
 	e.runMu.Unlock()

@@ -3,6 +3,7 @@ package verdict
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -555,6 +556,9 @@ func TestConcurrent(t *testing.T) {
 	ctx := context.Background()
 	runErr := make(chan error, 1)
 	go func() { runErr <- e.Run(ctx) }()
+	// Close before Run has started is a different case (Run then refuses):
+	// this test is about Run draining while Submits and reads go on.
+	waitFor(t, func() bool { e.runMu.Lock(); defer e.runMu.Unlock(); return e.running })
 	const workers, each = 4, 500
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -600,8 +604,24 @@ func TestConcurrent(t *testing.T) {
 	if total != workers*each {
 		t.Errorf("compared %d + uncompared %v != %d", d.Totals.Exchanges, d.Totals.Uncompared, workers*each)
 	}
-	if err := e.Run(ctx); err == nil {
-		t.Error("Run after Close: no error")
+	if err := e.Run(ctx); err == nil || errors.Is(err, ErrClosed) {
+		t.Errorf("second Run: %v, want an error that is not ErrClosed", err)
+	}
+}
+
+// Close before Run (a daemon whose intake ends at once): Close compares
+// the queue itself and a late Run returns ErrClosed, which callers ignore.
+func TestCloseBeforeRun(t *testing.T) {
+	e := newTestEngine(t, nil)
+	e.Submit(ex("GET", "/a", mkResp(200, 0), shadow(mkResp(500, 0))))
+	if err := e.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c, d := e.Totals(); c != 1 || d != 1 {
+		t.Errorf("compared %d differing %d, want 1 and 1", c, d)
+	}
+	if err := e.Run(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Errorf("Run after Close: %v, want ErrClosed", err)
 	}
 }
 
