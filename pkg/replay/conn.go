@@ -16,9 +16,8 @@ import (
 // A worker drives its own keep-alive connection to its target synchronously,
 // one request at a time, instead of going through http.Client and
 // http.Transport (whose per-request goroutine handoffs, timers and contexts
-// cost more CPU than the rest of the replay). The bytes on the wire are
-// still net/http's: the request is written by (*http.Request).Write and the
-// response read by http.ReadResponse.
+// cost more CPU than the rest of the replay). The request goes on the wire
+// as rewrite.go built it; the response is read by http.ReadResponse.
 //
 // What http.Transport guards against, the worker guards against too:
 //   - a response head (with any 1xx before it) larger than
@@ -128,6 +127,8 @@ type conn struct {
 	// noReuse: the exchange in progress leaves nc unusable (the answer came
 	// before the whole request was written).
 	noReuse bool
+	head    []byte       // the request head being sent: reused
+	probe   http.Request // what http.ReadResponse is told of the request
 }
 
 func newConn(cfg *Config, t *target) *conn {
@@ -246,26 +247,22 @@ func (c *conn) checkIdle(deadline time.Time) {
 	c.discard(discardClosed)
 }
 
-// send writes req: synchronously when its body is small, else in the
-// background (c.writing gets the result) so that the answer can be read
-// during the upload. It returns the synchronous write's error.
-func (c *conn) send(req *http.Request) error {
-	if req.Body == nil || (req.ContentLength >= 0 && req.ContentLength <= syncBodyMax) {
-		// Write closes req.Body, whatever happens.
-		err := req.Write(c.bw)
-		if err == nil {
-			err = c.bw.Flush()
-		}
-		return err
+// send writes req: synchronously when its body is small, else the head
+// and then the body in the background (c.writing gets the result) so that
+// the answer can be read during the upload. It returns the synchronous
+// write's error. The background write has ended when close returns.
+func (c *conn) send(req *request) error {
+	if len(req.body) <= syncBodyMax {
+		c.bw.Write(req.head)
+		c.bw.Write(req.body)
+		return c.bw.Flush()
 	}
 	ch := make(chan error, 1)
 	c.writing = ch
 	go func() {
-		err := req.Write(c.bw)
-		if err == nil {
-			err = c.bw.Flush()
-		}
-		ch <- err
+		c.bw.Write(req.head)
+		c.bw.Write(req.body)
+		ch <- c.bw.Flush()
 	}()
 	return nil
 }
@@ -287,13 +284,7 @@ func (c *conn) writeDone() error {
 // Like http.Transport, a request that fails on a reused connection before
 // any byte of response came back (the shadow closed the idle connection) is
 // sent once more on a new one if it is replayable.
-func (c *conn) roundTrip(ctx context.Context, req *http.Request, start time.Time) (*http.Response, error) {
-	if err := validHeaders(req.Header); err != nil {
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		return nil, err
-	}
+func (c *conn) roundTrip(ctx context.Context, req *request, start time.Time) (*http.Response, error) {
 	deadline := start.Add(c.timeout)
 	for attempt := 0; ; attempt++ {
 		if c.nc != nil && start.Sub(c.idle) > idleTimeout {
@@ -305,9 +296,6 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, start time.Time
 		reused := c.nc != nil && c.used
 		if c.nc == nil {
 			if err := c.dial(ctx, deadline); err != nil {
-				if req.Body != nil {
-					req.Body.Close()
-				}
 				return nil, err
 			}
 		}
@@ -315,9 +303,6 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, start time.Time
 		if err := ctx.Err(); err != nil {
 			// Cancelled before the deadline above was set: the AfterFunc's
 			// past deadline may have been overwritten.
-			if req.Body != nil {
-				req.Body.Close()
-			}
 			c.close()
 			return nil, err
 		}
@@ -338,19 +323,13 @@ func (c *conn) roundTrip(ctx context.Context, req *http.Request, start time.Time
 			// for it.
 			c.close()
 			if reused && attempt == 0 && retryable(ctx, req, err) {
-				if req.GetBody != nil {
-					body, gerr := req.GetBody()
-					if gerr != nil {
-						return nil, err
-					}
-					req.Body = body
-				}
 				continue
 			}
 			return nil, err
 		}
+		c.probe.Method = req.method // ReadResponse reads no body for HEAD
 		for n1xx := 0; ; n1xx++ {
-			resp, err := http.ReadResponse(c.br, req)
+			resp, err := http.ReadResponse(c.br, &c.probe)
 			if err != nil {
 				if c.lr.n <= 0 {
 					err = fmt.Errorf("%w (%d bytes)", errResponseTooLarge, c.maxHead)
@@ -401,7 +380,7 @@ func (c *conn) done(resp *http.Response) {
 
 // retryable says whether req, which failed with err on a reused connection
 // before any byte of response was read, may be sent again on a new one.
-func retryable(ctx context.Context, req *http.Request, err error) bool {
+func retryable(ctx context.Context, req *request, err error) bool {
 	if ctx.Err() != nil {
 		return false
 	}
@@ -413,35 +392,9 @@ func retryable(ctx context.Context, req *http.Request, err error) bool {
 	if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.As(err, &op) {
 		return false // not an I/O error: it would fail again
 	}
-	if req.Body != nil && req.GetBody == nil {
-		return false
-	}
-	switch req.Method {
+	switch req.method {
 	case "GET", "HEAD", "OPTIONS", "TRACE":
 		return true
 	}
-	_, ok := req.Header["Idempotency-Key"]
-	if !ok {
-		_, ok = req.Header["X-Idempotency-Key"]
-	}
-	return ok
-}
-
-// validHeaders checks header names and values as http.Transport does
-// before sending: (*http.Request).Write does not.
-func validHeaders(h http.Header) error {
-	for k, vv := range h {
-		if !isToken(k) {
-			return fmt.Errorf("invalid header field name %q", k)
-		}
-		for _, v := range vv {
-			for i := 0; i < len(v); i++ {
-				if b := v[i]; (b < ' ' && b != '\t') || b == 0x7f {
-					// Not the value: it may be sensitive.
-					return fmt.Errorf("invalid header field value for %q", k)
-				}
-			}
-		}
-	}
-	return nil
+	return req.idempotent
 }

@@ -5,8 +5,10 @@
 // marker header) and sends each to every configured target through a bounded
 // per-target queue, rate limited. Each of a target's MaxInflight workers
 // drives its own keep-alive connection synchronously (no http.Client or
-// http.Transport): the request is written by (*http.Request).Write and the
-// response read by http.ReadResponse, with http.Transport's guards (a bound
+// http.Transport): the request is written straight from the mirrored head
+// (rewrite.go: the fields in production's order, checked as http.Transport
+// checks them) and the response read by http.ReadResponse, with
+// http.Transport's guards (a bound
 // on the response head, no reuse of a connection that received bytes
 // nobody asked for, an answer heard during the upload: see conn.go). It
 // measures the shadow's answers (status, bytes, time to first byte, total

@@ -593,13 +593,13 @@ func (r *Replayer) replay(ctx context.Context, t *target, c *conn, jb job) {
 	}
 	ex := jb.ex
 	start := time.Now()
-	var bodies sync.WaitGroup
-	req, err := r.rw.build(ctx, t.url, t.basePath, ex, jb.nth, &bodies)
+	req, err := r.rw.build(c.head, t.url.Host, t.basePath, ex, jb.nth)
 	if err != nil {
 		r.fail(ctx, t, jb, failInvalid, err)
 		return
 	}
-	resp, err := c.roundTrip(ctx, req, start)
+	c.head = req.head[:0]
+	resp, err := c.roundTrip(ctx, &req, start)
 	if err != nil {
 		r.fail(ctx, t, jb, classifyErr(ctx, err), err)
 		return

@@ -2,16 +2,11 @@ package replay
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/textproto"
-	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/shadowtap/shadowtap/pkg/httpx"
 )
@@ -55,164 +50,242 @@ func newRewriter(cfg *Config) rewriter {
 	return rw
 }
 
-// build makes the outgoing request for ex to the target base URL. The
-// request keeps the original method, path and query (as sent), Host and
-// headers, minus the hop-by-hop ones; see the package documentation.
+// request is a mirrored request rebuilt for one target, as the bytes that
+// go on the wire: written straight from the mirrored head into a buffer the
+// worker reuses, without an http.Request, a header map or net/http's
+// sorting (they cost about a fifth of the replay's CPU).
+type request struct {
+	method string // for reading the answer (HEAD has no body) and for retries
+	head   []byte // request line and header section through the blank line
+	body   []byte // a view of the exchange's body: valid until it is released
+	// idempotent: the request carries Idempotency-Key or X-Idempotency-Key,
+	// so it may be sent again whatever its method.
+	idempotent bool
+}
+
+// build writes the request for ex to the target into dst (reused; the
+// result's head aliases it). The request keeps the original method, path and
+// query (as sent), Host and header fields in their order, minus the
+// hop-by-hop ones; see the package documentation. The bytes are what
+// net/http would send for the same request, but for the order of fields.
 //
-// The body is a view of ex's buffers: every body handed out is counted in
-// bodies until closed, and must be closed before ex is released to its pool.
-// The worker writes the request synchronously ((*http.Request).Write closes
-// the body) and closes it itself when the request is not written.
-//
-// nth is the copy number (Config.Multiply), the marker header's value.
-func (rw *rewriter) build(ctx context.Context, base *url.URL, basePath string, ex *httpx.Exchange, nth int, bodies *sync.WaitGroup) (*http.Request, error) {
+// targetHost is the target's host, sent when the request has no Host and
+// there is no --host; basePath is the target URL's path prefix; nth is the
+// copy number (Config.Multiply), the marker header's value.
+func (rw *rewriter) build(dst []byte, targetHost, basePath string, ex *httpx.Exchange, nth int) (request, error) {
 	req := &ex.Req
-	if !isToken(string(req.Method)) {
-		return nil, fmt.Errorf("%w: bad method", errInvalid)
+	if !isTokenBytes(req.Method) {
+		return request{}, fmt.Errorf("%w: bad method", errInvalid)
 	}
 	authority, path, query := splitTarget(req.Target)
 	if !validURIBytes(path) || !validURIBytes(query) || !validURIBytes(authority) {
-		return nil, fmt.Errorf("%w: bad request target", errInvalid)
+		return request{}, fmt.Errorf("%w: bad request target", errInvalid)
 	}
-	u := &url.URL{Scheme: base.Scheme, Host: base.Host, RawQuery: string(query), ForceQuery: query != nil && len(query) == 0}
+	out := request{method: methodName(req.Method), body: req.Body}
+
+	b := append(dst[:0], req.Method...)
+	b = append(b, ' ')
 	switch {
 	case len(path) == 1 && path[0] == '*':
-		u.Opaque = "*"
+		b = append(b, '*')
 	case len(path) == 0 || path[0] != '/':
-		return nil, fmt.Errorf("%w: request target is not origin or absolute form", errInvalid)
+		return request{}, fmt.Errorf("%w: request target is not origin or absolute form", errInvalid)
 	default:
-		p := basePath + string(path)
-		if strings.HasPrefix(p, "//") {
-			// As Opaque, "//x" would be sent as "http://x": go through Path.
-			dec, err := url.PathUnescape(p)
-			if err != nil {
-				return nil, fmt.Errorf("%w: bad path escape", errInvalid)
-			}
-			u.Path, u.RawPath = dec, p
-		} else {
-			// Opaque is sent verbatim: the path reaches the shadow as
-			// production received it, escapes and all.
-			u.Opaque = p
-		}
+		// Sent verbatim: the path reaches the shadow as production
+		// received it, escapes and all.
+		b = append(b, basePath...)
+		b = append(b, path...)
 	}
-
-	// Fewer allocations per request: every field value is a substring of
-	// one string, and every header's first value a one-element, full-cap
-	// slice of one backing array (a repeated header grows its own copy).
-	size := 0
-	for i := range req.Fields {
-		size += len(req.Fields[i].Value)
-	}
-	var sb strings.Builder
-	sb.Grow(size)
-	for i := range req.Fields {
-		sb.Write(req.Fields[i].Value)
-	}
-	all := sb.String()
-	vals := make([]string, 0, len(req.Fields)+5+len(rw.set))
-	one := func(v string) []string {
-		vals = append(vals, v)
-		return vals[len(vals)-1 : len(vals) : len(vals)]
-	}
-
-	h := make(http.Header, len(req.Fields)+5)
-	var connBuf [4]string
-	conn := connectionTokens(connBuf[:0], req.Fields)
-	var xffBuf [2]string
-	xff := xffBuf[:0]
-	off := 0
-	for i := range req.Fields {
-		f := &req.Fields[i]
-		value := all[off : off+len(f.Value)]
-		off += len(f.Value)
-		name := canonicalName(f.Name)
-		switch name {
-		case "Host", "Content-Length", "Expect":
-			continue // Host goes to req.Host; the body sets its length; the body is sent at once
-		case "X-Forwarded-For":
-			if v := strings.TrimSpace(value); v != "" {
-				xff = append(xff, v)
-			}
-			continue
-		}
-		if isHopByHop(name) || containsString(conn, name) {
-			continue
-		}
-		if vs, ok := h[name]; ok {
-			h[name] = append(vs, value)
-		} else {
-			h[name] = one(value)
-		}
-	}
-	if ip := ex.Conn.Client.Addr(); ip.IsValid() {
-		xff = append(xff, ip.Unmap().WithZone("").String())
-	}
-	if len(xff) > 0 {
-		h["X-Forwarded-For"] = one(strings.Join(xff, ", "))
-	}
-	if _, ok := h["X-Forwarded-Proto"]; !ok {
-		h["X-Forwarded-Proto"] = one("http")
-	}
-	if _, ok := h["X-Forwarded-Port"]; !ok && ex.Conn.Server.Port() != 0 {
-		h["X-Forwarded-Port"] = one(strconv.Itoa(int(ex.Conn.Server.Port())))
-	}
-	for _, kv := range rw.set {
-		h[kv.Name] = one(kv.Value)
-	}
-	if rw.mark {
-		h[MarkerHeader] = one(strconv.Itoa(max(nth, 1))) // no allocation below 100
-	}
-	for _, name := range rw.drop {
-		delete(h, name)
-	}
-	if _, ok := h["User-Agent"]; !ok {
-		// Present but nil: net/http then sends no User-Agent instead of its own.
-		h["User-Agent"] = nil
+	if query != nil {
+		b = append(b, '?')
+		b = append(b, query...)
 	}
 
 	// The Host header, or --host. Never the absolute form's authority
 	// (RFC 9112 3.2.2 lets it win over Host at the origin): it is any text
 	// the sender chose, and a vhost-routing ingress in front of the shadow
-	// would route on it. Without either, net/http sends the target's host.
-	host := rw.host
-	if host == "" {
-		if v := httpx.Get(req.Fields, "Host"); v != nil {
-			host = strings.TrimSpace(string(v))
+	// would route on it. Without either, the target's host.
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	hostAt := len(b)
+	switch {
+	case rw.host != "":
+		b = append(b, rw.host...)
+	default:
+		if v := bytes.TrimSpace(httpx.Get(req.Fields, "Host")); len(v) > 0 {
+			b = append(b, v...)
+		} else {
+			b = append(b, targetHost...)
 		}
 	}
-
-	out := &http.Request{
-		Method:     string(req.Method),
-		URL:        u,
-		Proto:      "HTTP/1.1",
-		ProtoMajor: 1,
-		ProtoMinor: 1,
-		Header:     h,
-		Host:       host,
+	if !validHost(b[hostAt:]) {
+		return request{}, fmt.Errorf("%w: bad Host", errInvalid)
 	}
-	if n := len(req.Body); n > 0 {
-		body := req.Body
-		newBody := func() *trackedBody {
-			bodies.Add(1)
-			return &trackedBody{Reader: bytes.NewReader(body), closed: bodies.Done}
+	b = append(b, "\r\n"...)
+
+	var connBuf [4]string
+	conn := connectionTokens(connBuf[:0], req.Fields)
+	var xffBuf [4][]byte
+	xff := xffBuf[:0]
+	var hasProto, hasPort bool
+	for i := range req.Fields {
+		f := &req.Fields[i]
+		name := canonicalName(f.Name)
+		switch name {
+		case "Host", "Content-Length", "Expect":
+			continue // Host is above; the body sets its length; the body is sent at once
+		case "X-Forwarded-For":
+			if v := bytes.TrimSpace(f.Value); len(v) > 0 {
+				xff = append(xff, v)
+			}
+			continue
+		case "X-Forwarded-Proto":
+			hasProto = true
+		case "X-Forwarded-Port":
+			hasPort = true
+		case "Idempotency-Key", "X-Idempotency-Key":
+			out.idempotent = out.idempotent || !rw.replaced(name)
 		}
-		out.ContentLength = int64(n)
-		out.Body = newBody()
-		out.GetBody = func() (io.ReadCloser, error) { return newBody(), nil }
+		if isHopByHop(name) || containsString(conn, name) || rw.replaced(name) {
+			continue
+		}
+		var err error
+		if b, err = appendField(b, name, f.Value); err != nil {
+			return request{}, err
+		}
 	}
-	return out.WithContext(ctx), nil
+	if !rw.replaced("X-Forwarded-For") {
+		if ip := ex.Conn.Client.Addr(); ip.IsValid() || len(xff) > 0 {
+			b = append(b, "X-Forwarded-For: "...)
+			at := len(b)
+			for i, v := range xff {
+				if i > 0 {
+					b = append(b, ", "...)
+				}
+				b = append(b, v...)
+			}
+			if ip.IsValid() {
+				if len(xff) > 0 {
+					b = append(b, ", "...)
+				}
+				b = ip.Unmap().WithZone("").AppendTo(b)
+			}
+			if !validValue(b[at:]) {
+				return request{}, fmt.Errorf("%w: invalid header field value for %q", errInvalid, "X-Forwarded-For")
+			}
+			b = append(b, "\r\n"...)
+		}
+	}
+	if !hasProto && !rw.replaced("X-Forwarded-Proto") {
+		b = append(b, "X-Forwarded-Proto: http\r\n"...)
+	}
+	if port := ex.Conn.Server.Port(); !hasPort && port != 0 && !rw.replaced("X-Forwarded-Port") {
+		b = append(b, "X-Forwarded-Port: "...)
+		b = strconv.AppendUint(b, uint64(port), 10)
+		b = append(b, "\r\n"...)
+	}
+	for _, kv := range rw.set {
+		var err error
+		if b, err = appendField(b, kv.Name, []byte(kv.Value)); err != nil {
+			return request{}, err
+		}
+		out.idempotent = out.idempotent || kv.Name == "Idempotency-Key" || kv.Name == "X-Idempotency-Key"
+	}
+	if rw.mark && !containsString(rw.drop, MarkerHeader) {
+		b = append(b, MarkerHeader+": "...)
+		b = strconv.AppendInt(b, int64(max(nth, 1)), 10)
+		b = append(b, "\r\n"...)
+	}
+	if n := len(req.Body); n > 0 || sendsZeroLength(out.method) {
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, int64(n), 10)
+		b = append(b, "\r\n"...)
+	}
+	out.head = append(b, "\r\n"...)
+	return out, nil
 }
 
-// trackedBody is a request body that reports its Close once.
-type trackedBody struct {
-	*bytes.Reader
-	once   sync.Once
-	closed func()
+// replaced says whether a mirrored field of this canonical name is left out
+// because --set-header replaces it, --drop-header removes it, or it is the
+// marker header, which shadowtap sets itself.
+func (rw *rewriter) replaced(name string) bool {
+	if (rw.mark && name == MarkerHeader) || containsString(rw.drop, name) {
+		return true
+	}
+	for _, kv := range rw.set {
+		if kv.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
-func (b *trackedBody) Close() error {
-	b.once.Do(b.closed)
-	return nil
+// appendField appends "name: value" and CRLF, value without surrounding
+// blanks, after checking both as http.Transport does before sending.
+func appendField(b []byte, name string, value []byte) ([]byte, error) {
+	if !isToken(name) {
+		return b, fmt.Errorf("%w: invalid header field name %q", errInvalid, name)
+	}
+	value = bytes.Trim(value, " \t")
+	if !validValue(value) {
+		// Not the value: it may be sensitive.
+		return b, fmt.Errorf("%w: invalid header field value for %q", errInvalid, name)
+	}
+	b = append(b, name...)
+	b = append(b, ": "...)
+	b = append(b, value...)
+	return append(b, "\r\n"...), nil
+}
+
+// isTokenBytes is isToken for a byte slice.
+func isTokenBytes(b []byte) bool {
+	for _, c := range b {
+		if !isTokenByte(c) {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// validValue reports whether v can be a field value: no control bytes but
+// tab.
+func validValue(v []byte) bool {
+	for _, c := range v {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost reports whether h can be sent as Host: the bytes net/http's
+// httpguts.ValidHostHeader allows (RFC 3986 reg-name, IP literals, port).
+func validHost(h []byte) bool {
+	for _, c := range h {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!$%&'()*+,-.:;=[]_~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// sendsZeroLength reports whether a request of this method without a body
+// says "Content-Length: 0", as net/http sends it.
+func sendsZeroLength(method string) bool {
+	return method == "POST" || method == "PUT" || method == "PATCH"
+}
+
+// methodName returns the method as a string, without allocating for the
+// registered ones.
+func methodName(m []byte) string {
+	for _, name := range [...]string{"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT"} {
+		if string(m) == name {
+			return name
+		}
+	}
+	return string(m)
 }
 
 // connectionTokens appends to out the canonical header names listed in

@@ -3,7 +3,6 @@ package replay
 import (
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -270,14 +269,84 @@ func TestRewriteInvalid(t *testing.T) {
 		{"relative target", "GET a/b HTTP/1.1\nHost: h"},
 		{"control byte", "GET /a\x01b HTTP/1.1\nHost: h"},
 		{"bad method", "G(T / HTTP/1.1\nHost: h"},
+		{"bad host", "GET / HTTP/1.1\nHost: a/b"},
+		{"control byte in a value", "GET / HTTP/1.1\nHost: h\nX-A: a\x01b"},
 	}
 	rw := newRewriter(&Config{})
 	base := &url.URL{Scheme: "http", Host: "shadow"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ex := mkEx(t, tt.raw, "", testClient)
-			if req, err := rw.build(t.Context(), base, "", ex, 1, new(sync.WaitGroup)); err == nil {
-				t.Fatalf("build accepted it: %s %s", req.Method, req.URL.RequestURI())
+			if req, err := rw.build(nil, base.Host, "", ex, 1); err == nil {
+				t.Fatalf("build accepted it: %q", req.head)
+			}
+		})
+	}
+}
+
+// The exact bytes sent: fields in production's order (repeats kept apart),
+// hop-by-hop and replaced ones left out, the forwarded headers and the
+// marker after them, and the length from the body.
+func TestBuildWire(t *testing.T) {
+	tests := []struct {
+		name, raw, body string
+		mod             func(*Config)
+		want            string
+	}{
+		{
+			name: "order kept",
+			raw:  "GET /p?q=1 HTTP/1.1\nHost: shop.example.com\nX-B: 1\naccept: */*\nConnection: keep-alive\nX-B: 2",
+			want: "GET /p?q=1 HTTP/1.1\r\nHost: shop.example.com\r\nX-B: 1\r\nAccept: */*\r\nX-B: 2\r\n" +
+				"X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 8080\r\nX-Shadowtap-Replay: 1\r\n\r\n",
+		},
+		{
+			name: "empty query kept, POST without a body says its length",
+			raw:  "POST /p? HTTP/1.1\nHost: h\nX-Forwarded-Proto: https\nX-Forwarded-Port: 443",
+			mod:  func(c *Config) { c.Marker = false },
+			want: "POST /p? HTTP/1.1\r\nHost: h\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n" +
+				"X-Forwarded-For: 192.0.2.7\r\nContent-Length: 0\r\n\r\n",
+		},
+		{
+			name: "set replaces wherever it was, drop removes the defaults too",
+			raw:  "PUT /p HTTP/1.1\nHost: h\nX-Env: prod\nIdempotency-Key: k1\nX-Shadowtap-Replay: 9",
+			body: "abc",
+			mod: func(c *Config) {
+				c.SetHeaders = []HeaderKV{{"x-env", "shadow"}}
+				c.DropHeaders = []string{"X-Forwarded-Proto", "x-forwarded-port", "X-Forwarded-For"}
+			},
+			want: "PUT /p HTTP/1.1\r\nHost: h\r\nIdempotency-Key: k1\r\nX-Env: shadow\r\nX-Shadowtap-Replay: 2\r\nContent-Length: 3\r\n\r\n",
+		},
+		{
+			name: "no Host: the target's",
+			raw:  "GET http://admin.internal/x HTTP/1.1\nAccept:  a ",
+			want: "GET /x HTTP/1.1\r\nHost: shadow:8080\r\nAccept: a\r\n" +
+				"X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 8080\r\nX-Shadowtap-Replay: 2\r\n\r\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(mustURL(t, "http://shadow:8080"))
+			if tt.mod != nil {
+				tt.mod(&cfg)
+			}
+			rw := newRewriter(&cfg)
+			ex := mkEx(t, tt.raw, tt.body, testClient)
+			nth := 2
+			if strings.Contains(tt.want, "Replay: 1") {
+				nth = 1
+			}
+			req, err := rw.build(nil, "shadow:8080", "", ex, nth)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(req.head) != tt.want {
+				t.Errorf("head\n%q\nwant\n%q", req.head, tt.want)
+			}
+			if string(req.body) != tt.body {
+				t.Errorf("body %q, want %q", req.body, tt.body)
+			}
+			if got := strings.Contains(tt.raw, "Idempotency-Key"); req.idempotent != got {
+				t.Errorf("idempotent %v, want %v", req.idempotent, got)
 			}
 		})
 	}
