@@ -33,6 +33,8 @@ const (
 	// MaxMultiply is the largest Config.Multiply: ten copies of every
 	// request is already a tenfold load on the shadow.
 	MaxMultiply = 10
+	// MaxPipeline is the largest Config.Pipeline.
+	MaxPipeline = 64
 )
 
 // DefaultMethods are the methods replayed when Config.Methods is empty: the
@@ -99,6 +101,13 @@ type Config struct {
 	// response head (status line, headers and any 1xx before them);
 	// default 1 MiB. Beyond it the request fails: response_too_large.
 	MaxResponseHeaderBytes int64
+
+	// Pipeline is the most requests a worker writes at once on its
+	// connection, HTTP/1.1 pipelining (pipeline.go): 1 (the default, and
+	// 0) sends one request at a time; up to MaxPipeline. A target that
+	// ends a connection before answering a batch whole is sent one
+	// request at a time from then on.
+	Pipeline int
 }
 
 // DefaultConfig returns a Config with every default set, and no targets.
@@ -115,6 +124,7 @@ func DefaultConfig() Config {
 
 		MaxResponseHeaderBytes: DefaultMaxResponseHeaderBytes,
 		Multiply:               1,
+		Pipeline:               1,
 
 		CompareBodyBytes: DefaultCompareBodyBytes,
 		CompareBudget:    DefaultCompareBudget,
@@ -285,6 +295,9 @@ func (c *Config) Validate() error {
 	if c.Timeout < 0 {
 		return fmt.Errorf("timeout %v: want more than 0", c.Timeout)
 	}
+	if c.Pipeline < 0 || c.Pipeline > MaxPipeline {
+		return fmt.Errorf("pipeline %d: want 1 (one request at a time) to %d", c.Pipeline, MaxPipeline)
+	}
 	set := make(map[string]bool, len(c.SetHeaders))
 	for _, kv := range c.SetHeaders {
 		if err := kv.validate(); err != nil {
@@ -376,6 +389,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Multiply == 0 {
 		c.Multiply = 1
+	}
+	if c.Pipeline == 0 {
+		c.Pipeline = 1
 	}
 	if c.CompareBodyBytes == 0 {
 		c.CompareBodyBytes = DefaultCompareBodyBytes

@@ -48,6 +48,10 @@ func TestValidate(t *testing.T) {
 		}, "both set and dropped"},
 		{"bad drop name", func(c *Config) { c.DropHeaders = []string{"X A"} }, "drop header"},
 		{"bad host override", func(c *Config) { c.Host = "a b" }, "host"},
+		{"pipeline off", func(c *Config) { c.Pipeline = 1 }, ""},
+		{"pipeline max", func(c *Config) { c.Pipeline = MaxPipeline }, ""},
+		{"pipeline too deep", func(c *Config) { c.Pipeline = MaxPipeline + 1 }, "pipeline 65: want 1"},
+		{"pipeline negative", func(c *Config) { c.Pipeline = -1 }, "pipeline -1: want 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -129,6 +129,14 @@ type conn struct {
 	noReuse bool
 	head    []byte       // the request head being sent: reused
 	probe   http.Request // what http.ReadResponse is told of the request
+	// Pipelining (pipeline.go): the batch being written, reused, and the
+	// batch's requests in order.
+	wbuf  []byte
+	batch []batchReq
+	// piped: a batch of several requests was answered whole on nc, so
+	// the target pipelines and a later close in a batch is the end of
+	// the connection (keep-alive limit), not a refusal to pipeline.
+	piped bool
 }
 
 func newConn(cfg *Config, t *target) *conn {
@@ -158,7 +166,7 @@ func (c *conn) close() {
 		<-c.writing // the write fails at once on the closed connection
 		c.writing = nil
 	}
-	c.nc, c.stop, c.used, c.noReuse = nil, nil, false, false
+	c.nc, c.stop, c.used, c.noReuse, c.piped = nil, nil, false, false, false
 	c.lr.r, c.lr.n = nil, math.MaxInt64
 	c.br.Reset(&c.lr)
 	c.bw.Reset(nil)
@@ -327,24 +335,31 @@ func (c *conn) roundTrip(ctx context.Context, req *request, start time.Time) (*h
 			}
 			return nil, err
 		}
-		c.probe.Method = req.method // ReadResponse reads no body for HEAD
-		for n1xx := 0; ; n1xx++ {
-			resp, err := http.ReadResponse(c.br, &c.probe)
-			if err != nil {
-				if c.lr.n <= 0 {
-					err = fmt.Errorf("%w (%d bytes)", errResponseTooLarge, c.maxHead)
-				}
-				c.close()
-				return nil, headError(err)
+		return c.readHead(req.method)
+	}
+}
+
+// readHead reads the final response head to a request of method, skipping
+// up to max1xx interim responses, within the head limit (c.lr.n is set to
+// it by the caller). On error the connection is closed.
+func (c *conn) readHead(method string) (*http.Response, error) {
+	c.probe.Method = method // ReadResponse reads no body for HEAD
+	for n1xx := 0; ; n1xx++ {
+		resp, err := http.ReadResponse(c.br, &c.probe)
+		if err != nil {
+			if c.lr.n <= 0 {
+				err = fmt.Errorf("%w (%d bytes)", errResponseTooLarge, c.maxHead)
 			}
-			if resp.StatusCode < 100 || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-				c.lr.n = math.MaxInt64 // the body is bounded by the timeout only
-				return resp, nil
-			}
-			if n1xx == max1xx {
-				c.close()
-				return nil, errors.New("too many 1xx informational responses")
-			}
+			c.close()
+			return nil, headError(err)
+		}
+		if resp.StatusCode < 100 || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			c.lr.n = math.MaxInt64 // the body is bounded by the timeout only
+			return resp, nil
+		}
+		if n1xx == max1xx {
+			c.close()
+			return nil, errors.New("too many 1xx informational responses")
 		}
 	}
 }

@@ -19,6 +19,7 @@ type statsCollector struct {
 	compareBytes, keyMiss, queuedBytes          *prometheus.Desc
 	dups, dupReplayed, dupDropped, dupFailed    *prometheus.Desc
 	discarded                                   *prometheus.Desc
+	pipeBatches, pipelined, pipeFallbacks       *prometheus.Desc
 }
 
 func newStatsCollector(r *Replayer) *statsCollector {
@@ -43,12 +44,17 @@ func newStatsCollector(r *Replayer) *statsCollector {
 		dupReplayed:  d("duplicates_replayed_total", "Duplicates (--multiply copies beyond the first) the target answered, by status class.", "target", "class"),
 		dupDropped:   d("duplicates_dropped_total", "Duplicates (--multiply copies beyond the first) not sent to the target, by reason: queue full, rate limit, stopped.", "target", "reason"),
 		dupFailed:    d("duplicates_failed_total", "Duplicates (--multiply copies beyond the first) sent or attempted without an answer, by reason.", "target", "reason"),
+
+		pipeBatches:   d("pipeline_batches_total", "Writes that carried several requests to the target at once (--pipeline).", "target"),
+		pipelined:     d("pipelined_total", "Requests sent to the target in writes that carried several (--pipeline), duplicates included.", "target"),
+		pipeFallbacks: d("pipeline_fallbacks_total", "1 once the target ended a connection before answering a batch of pipelined requests (--pipeline): it is sent one request at a time since, and the unanswered requests were sent again one at a time (GET, HEAD, OPTIONS, TRACE, or with an idempotency key) or counted failed.", "target"),
 	}
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.requests, c.filtered, c.accepted, c.replayed, c.dropped, c.failed, c.discarded,
-		c.queued, c.inflight, c.queuedBytes, c.compareBytes, c.keyMiss, c.dups, c.dupReplayed, c.dupDropped, c.dupFailed} {
+		c.queued, c.inflight, c.queuedBytes, c.compareBytes, c.keyMiss, c.dups, c.dupReplayed, c.dupDropped, c.dupFailed,
+		c.pipeBatches, c.pipelined, c.pipeFallbacks} {
 		ch <- d
 	}
 }
@@ -86,6 +92,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.failed, t.FailedResponseTooLarge, t.Target, failNames[failTooLarge])
 		counter(c.discarded, t.DiscardedUnsolicited, t.Target, discardNames[discardUnsolicited])
 		counter(c.discarded, t.DiscardedClosed, t.Target, discardNames[discardClosed])
+		counter(c.pipeBatches, t.PipelineBatches, t.Target)
+		counter(c.pipelined, t.PipelinedRequests, t.Target)
+		counter(c.pipeFallbacks, t.PipelineFallbacks, t.Target)
 		d := &t.Duplicates
 		gauge(c.queued, t.Queued+d.Queued, t.Target)
 		gauge(c.inflight, t.InFlight+d.InFlight, t.Target)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -72,6 +73,9 @@ type target struct {
 	stats     *targetStats
 	latency   prometheus.Observer
 	ttfb      prometheus.Observer
+	// noPipe: the target ended a connection in the middle of a batch of
+	// pipelined requests; it is sent one request at a time from then on.
+	noPipe atomic.Bool
 }
 
 // job is one request for one target. The job holds a reference on ex.
@@ -555,38 +559,43 @@ func (r *Replayer) stopIntake() {
 func (r *Replayer) worker(ctx context.Context, t *target) {
 	c := newConn(&r.cfg, t)
 	defer c.close()
-	for jb := range t.queue {
-		t.dequeued(jb)
-		inflight := &t.stats.inflight
-		if jb.dup() {
-			inflight = &t.stats.dup.inflight
-			inflight.Add(1)
-			t.stats.dup.queued.Add(-1)
-		} else {
-			inflight.Add(1)
-		}
-		r.replay(ctx, t, c, jb)
-		jb.ex.Release()
-		inflight.Add(-1)
+	if r.cfg.Pipeline > 1 {
+		r.pipelineWorker(ctx, t, c)
+		return
 	}
+	for jb := range t.queue {
+		t.take(jb)
+		r.replay(ctx, t, c, jb)
+		t.end(jb)
+	}
+}
+
+// take counts a job taken from t's queue as in flight.
+func (t *target) take(jb job) {
+	t.dequeued(jb)
+	if jb.dup() {
+		t.stats.dup.inflight.Add(1)
+		t.stats.dup.queued.Add(-1)
+		return
+	}
+	t.stats.inflight.Add(1)
+}
+
+// end releases a job whose outcome has been counted.
+func (t *target) end(jb job) {
+	jb.ex.Release()
+	if jb.dup() {
+		t.stats.dup.inflight.Add(-1)
+		return
+	}
+	t.stats.inflight.Add(-1)
 }
 
 // replay sends one request to one target over the worker's connection and
 // counts its outcome. Every request body it hands out is closed before it
 // returns, so jb.ex may be released then.
 func (r *Replayer) replay(ctx context.Context, t *target, c *conn, jb job) {
-	if d := r.cfg.ReplayDelay; d > 0 {
-		// Held so the replica can catch up with production's writes; the
-		// request stays counted in flight meanwhile.
-		if wait := time.Until(jb.at.Add(d)); wait > 0 {
-			timer := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-			case <-timer.C:
-			}
-			timer.Stop()
-		}
-	}
+	r.hold(ctx, jb)
 	if ctx.Err() != nil {
 		r.drained(t, jb)
 		return
@@ -618,6 +627,13 @@ func (r *Replayer) replay(ctx context.Context, t *target, c *conn, jb job) {
 	resp.Body.Close() // at EOF: nothing left to read
 	total := time.Since(start)
 	c.done(resp)
+	r.answered(t, jb, resp, b, head, total)
+}
+
+// answered counts a request the target answered (resp, whose body b was
+// read to its end), observes its time to the head and to the end of the
+// body, and hands the answer over for comparison.
+func (r *Replayer) answered(t *target, jb job, resp *http.Response, b body, head, total time.Duration) {
 	// Duplicates are load like any other: the histograms include them.
 	t.latency.Observe(total.Seconds())
 	t.ttfb.Observe(head.Seconds())
@@ -632,6 +648,25 @@ func (r *Replayer) replay(ctx context.Context, t *target, c *conn, jb job) {
 			Body: b.kept, BodyLen: b.n, BodyComplete: b.complete, BodyHash: b.hash,
 			Latency: head,
 		}}, "")
+	}
+}
+
+// hold waits until jb is due (Config.ReplayDelay after it was dispatched)
+// or ctx ends.
+func (r *Replayer) hold(ctx context.Context, jb job) {
+	d := r.cfg.ReplayDelay
+	if d <= 0 {
+		return
+	}
+	// Held so the replica can catch up with production's writes; the
+	// request stays counted in flight meanwhile.
+	if wait := time.Until(jb.at.Add(d)); wait > 0 {
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+		case <-timer.C:
+		}
+		timer.Stop()
 	}
 }
 

@@ -63,7 +63,11 @@ type targetStats struct {
 	failed   [numFail]atomic.Uint64
 	discard  [numDiscard]atomic.Uint64 // connections, not requests
 	inflight atomic.Int64
-	queued   func() int // jobs in the queue, duplicates included
+	// Pipelining (Config.Pipeline; not outcomes): writes that carried
+	// several requests, the requests they carried, and whether the target
+	// stopped being sent batches (0 or 1).
+	batches, batched, pipeFallbacks atomic.Uint64
+	queued                          func() int // jobs in the queue, duplicates included
 	// request body bytes of the jobs in the queue, duplicates included
 	queuedBytes func() int64
 	dup         dupStats
@@ -155,6 +159,11 @@ type TargetSnapshot struct {
 	QueuedBytes uint64
 	// Kept connections closed before their reuse (not request outcomes).
 	DiscardedUnsolicited, DiscardedClosed uint64
+	// Pipelining (Config.Pipeline; not request outcomes): writes that
+	// carried several requests, the requests they carried, and 1 once the
+	// target ended a connection in the middle of a batch and is sent one
+	// request at a time since.
+	PipelineBatches, PipelinedRequests, PipelineFallbacks uint64
 	// Baseline is the --baseline target.
 	Baseline bool
 	// With a comparison stage, every answered or failed request ends in
@@ -281,6 +290,8 @@ func (s *Stats) Snapshot() StatsSnapshot {
 		ts.FailedResponseTooLarge = t.failed[failTooLarge].Load()
 		ts.DiscardedUnsolicited = t.discard[discardUnsolicited].Load()
 		ts.DiscardedClosed = t.discard[discardClosed].Load()
+		ts.PipelineBatches, ts.PipelinedRequests = t.batches.Load(), t.batched.Load()
+		ts.PipelineFallbacks = t.pipeFallbacks.Load()
 		ts.Duplicates = t.dup.snapshot()
 		// The queue holds both; the duplicates in it are counted apart.
 		ts.Queued = uint64(max(int64(t.queued())-int64(ts.Duplicates.Queued), 0))
