@@ -20,8 +20,14 @@ import (
 // of: an exchange the engine compared, or an uncompared reason (counted by
 // replay — untracked, budget, invalid — or by the engine — production's
 // response missing, stopped, busy). The baseline is a target of replay's,
-// not of the comparison's.
+// not of the comparison's. The same holds with pipelining on.
 func TestAccountingWithEngine(t *testing.T) {
+	for _, pipeline := range []int{1, 8} {
+		t.Run(fmt.Sprintf("pipeline=%d", pipeline), func(t *testing.T) { testAccountingWithEngine(t, pipeline) })
+	}
+}
+
+func testAccountingWithEngine(t *testing.T, pipeline int) {
 	shadow := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/big" {
 			w.Write([]byte(strings.Repeat("b", 3000)))
@@ -57,6 +63,7 @@ func TestAccountingWithEngine(t *testing.T) {
 	cfg.Verdict = engine
 	cfg.CompareBudget = 4000 // one /big body fits, two do not
 	cfg.Timeout = time.Second
+	cfg.Pipeline = pipeline
 	r := start(t, cfg)
 	const n = 60
 	for i := range n {
@@ -93,6 +100,9 @@ func TestAccountingWithEngine(t *testing.T) {
 	s := r.Stats().Snapshot()
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
+	}
+	for _, tg := range s.Targets {
+		t.Logf("target %s: %d batches of %d requests", tg.Target, tg.PipelineBatches, tg.PipelinedRequests)
 	}
 	compared, uncompared := engineCounts(t, engine)
 	reasons := map[string]bool{}
