@@ -84,6 +84,8 @@ func TestBadConfiguration(t *testing.T) {
 		{"sample Inf", []string{"--sample", "Inf"}, "--sample"},
 		{"max rps NaN", []string{"--max-rps", "NaN"}, "--max-rps"},
 		{"max response header bytes", []string{"--max-response-header-bytes", "0"}, "--max-response-header-bytes"},
+		{"pipeline zero", []string{"--pipeline", "0"}, "--pipeline 0"},
+		{"pipeline beyond 64", []string{"--pipeline", "65"}, "--pipeline 65"},
 		{"no vni nor source, pcap", []string{"--capture", "pcap", "--pcap-file", "/nonexistent/x.pcap"}, "--allow-any-source"},
 	}
 	for _, tc := range tests {

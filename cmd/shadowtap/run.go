@@ -56,6 +56,7 @@ func runCmd(fs *pflag.FlagSet, _, stderr io.Writer) func(context.Context) error 
 	fs.IntVar(&cfg.Queue, "queue", cfg.Queue, "per-target queue length; a full queue drops and counts")
 	fs.Int64Var(&cfg.QueueBytes, "queue-bytes", cfg.QueueBytes, `per-target request body bytes queued; beyond, dropped and counted "queue"`)
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "per-request timeout, including reading the body")
+	fs.IntVar(&cfg.Pipeline, "pipeline", cfg.Pipeline, "requests a replay worker writes at once when more are waiting (HTTP/1.1 pipelining), 1 (off) to 64; a target that closes a connection mid-batch gets one at a time from then on")
 	fs.Int64Var(&cfg.MaxResponseHeaderBytes, "max-response-header-bytes", cfg.MaxResponseHeaderBytes, "largest response head read from a target (with any 1xx before it); larger fails, counted response_too_large")
 	fs.StringArrayVar(&cfg.SetHeaders, "set-header", nil, `set a header on replayed requests, "Name: value" (repeatable)`)
 	fs.StringArrayVar(&cfg.DropHeaders, "drop-header", nil, "remove a header from replayed requests (repeatable)")

@@ -80,6 +80,9 @@ type Config struct {
 	NoMarker     bool
 	// MaxResponseHeaderBytes bounds the shadow's response head.
 	MaxResponseHeaderBytes int64
+	// Pipeline (--pipeline N): requests a replay worker may write at once
+	// on its connection (HTTP/1.1 pipelining); 1 = one at a time.
+	Pipeline int
 
 	// HTTPS shadows and load multiplication (see shadowtls.go).
 	CAFile             string   // --ca-file: PEM roots for https targets, instead of the system pool
@@ -137,6 +140,7 @@ func Defaults() Config {
 		Timeout:        replay.DefaultTimeout,
 
 		MaxResponseHeaderBytes: replay.DefaultMaxResponseHeaderBytes,
+		Pipeline:               1,
 
 		MaxRoutes:        500,
 		DiffLogExamples:  5,
@@ -234,6 +238,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxResponseHeaderBytes < 256 {
 		return fmt.Errorf("--max-response-header-bytes %d: want at least 256 (default 1 MiB)", c.MaxResponseHeaderBytes)
+	}
+	if c.Pipeline < 1 || c.Pipeline > replay.MaxPipeline {
+		return fmt.Errorf("--pipeline %d: want 1 (one request at a time, the default) to %d", c.Pipeline, replay.MaxPipeline)
 	}
 	if c.BodyBudget < 1 || c.QueueBytes < 1 {
 		return fmt.Errorf("--body-budget %d, --queue-bytes %d: want at least 1 byte each", c.BodyBudget, c.QueueBytes)

@@ -61,6 +61,9 @@ func TestValidate(t *testing.T) {
 		{"max rps Inf", func(c *Config) { c.MaxRPS = math.Inf(1) }, "--max-rps"},
 		{"sockets negative", func(c *Config) { c.Sockets = -1 }, "--sockets"},
 		{"max response header bytes 0", func(c *Config) { c.MaxResponseHeaderBytes = 0 }, "--max-response-header-bytes"},
+		{"pipeline 64", func(c *Config) { c.Pipeline = 64 }, ""},
+		{"pipeline 0", func(c *Config) { c.Pipeline = 0 }, "--pipeline 0"},
+		{"pipeline 65", func(c *Config) { c.Pipeline = 65 }, "--pipeline 65"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -105,4 +108,17 @@ func mustSources(t *testing.T, s ...string) []netip.Prefix {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestPipelineReachesReplay: --pipeline is what the replay stage is told.
+func TestPipelineReachesReplay(t *testing.T) {
+	for _, n := range []int{1, 8} {
+		c := Defaults()
+		c.Targets = []string{"http://shadow.internal:8080"}
+		c.Pipeline = n
+		rc, err := replayConfig(c)
+		if err != nil || rc.Pipeline != n {
+			t.Errorf("--pipeline %d: replay Pipeline %d, err %v", n, rc.Pipeline, err)
+		}
+	}
 }

@@ -242,6 +242,7 @@ func replayConfig(cfg Config) (replay.Config, error) {
 	rc.QueueBytes = cfg.QueueBytes
 	rc.DropHeaders, rc.Host, rc.Marker = cfg.DropHeaders, cfg.Host, !cfg.NoMarker
 	rc.MaxResponseHeaderBytes = cfg.MaxResponseHeaderBytes
+	rc.Pipeline = cfg.Pipeline
 	rc.CompareBodyBytes, rc.CompareBudget, rc.ReplayDelay = cfg.CompareBodyBytes, cfg.CompareBudget, cfg.ReplayDelay
 	if cfg.Baseline != "" {
 		u, err := ParseTarget(cfg.Baseline)

@@ -14,7 +14,8 @@ import (
 )
 
 // A worker drives its own keep-alive connection to its target synchronously,
-// one request at a time, instead of going through http.Client and
+// one request (or, with Config.Pipeline, one batch: pipeline.go) at a
+// time, instead of going through http.Client and
 // http.Transport (whose per-request goroutine handoffs, timers and contexts
 // cost more CPU than the rest of the replay). The request goes on the wire
 // as rewrite.go built it; the response is read by http.ReadResponse.

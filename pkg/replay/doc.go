@@ -63,6 +63,25 @@
 // interim responses, 101 excepted) has been read;
 // shadowtap_replay_duration_seconds ends when the response body has been read
 // to its end. Both are observed for replayed requests only, not failed ones.
+// With pipelining, an answer's times start at the end of the previous answer
+// of its batch (the first's at the batch's write start): see below.
+//
+// # Pipelining
+//
+// With Config.Pipeline N > 1 (--pipeline), a worker that finds more jobs
+// waiting in its target's queue takes up to N at once, never waiting for
+// more, writes their requests in one write and reads the answers in order
+// (HTTP/1.1 pipelining, pipeline.go). A batch holds at most 64 KiB of
+// requests, each body at most 64 KiB (a larger one is sent alone, as
+// without pipelining), and a method other than GET, HEAD, OPTIONS or TRACE
+// only as the first of a batch. Each answer ends its job as a single
+// request's does. When the target ends a connection (EOF, reset, a
+// Connection: close answer) before answering its batch whole, the
+// unanswered requests are sent again one at a time on a new connection,
+// and the target is sent one request at a time from then on: counted in
+// shadowtap_replay_pipeline_fallbacks_total, logged once. A connection
+// that has answered whole batches and then ends (a keep-alive request
+// limit) is not taken for a target that cannot pipeline.
 //
 // The Sink methods never block the parser: where a target cannot keep up,
 // requests are dropped and counted.
