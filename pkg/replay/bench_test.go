@@ -21,11 +21,14 @@ import (
 //
 // The "compare" variants hand every exchange to a comparison stage that
 // discards it: the cost of the join, production's header and body copies,
-// and keeping and hashing the shadow's body.
+// and keeping and hashing the shadow's body. The "pipeline=8" variants
+// let each worker write up to 8 waiting requests at once (--pipeline 8).
 func BenchmarkReplayRoundTrip(b *testing.B) {
 	for _, size := range []int{512, 32 << 10} {
-		b.Run(fmt.Sprintf("body=%d", size), func(b *testing.B) { benchReplay(b, size, false) })
-		b.Run(fmt.Sprintf("body=%d/compare", size), func(b *testing.B) { benchReplay(b, size, true) })
+		b.Run(fmt.Sprintf("body=%d", size), func(b *testing.B) { benchReplay(b, size, false, 1) })
+		b.Run(fmt.Sprintf("body=%d/compare", size), func(b *testing.B) { benchReplay(b, size, true, 1) })
+		b.Run(fmt.Sprintf("body=%d/pipeline=8", size), func(b *testing.B) { benchReplay(b, size, false, 8) })
+		b.Run(fmt.Sprintf("body=%d/compare/pipeline=8", size), func(b *testing.B) { benchReplay(b, size, true, 8) })
 	}
 }
 
@@ -35,7 +38,7 @@ type discardVerdict struct{}
 func (discardVerdict) Submit(*verdict.Exchange)  {}
 func (discardVerdict) Uncompared(string, string) {}
 
-func benchReplay(b *testing.B, size int, compare bool) {
+func benchReplay(b *testing.B, size int, compare bool, pipeline int) {
 	body := make([]byte, size)
 	// Pacing: the producer takes a token per request and the shadow gives it
 	// back once answered, so the queue never overflows and the producer
@@ -53,6 +56,7 @@ func benchReplay(b *testing.B, size int, compare bool) {
 	defer srv.Close()
 	cfg := DefaultConfig()
 	cfg.Targets = append(cfg.Targets, mustURL(b, srv.URL))
+	cfg.Pipeline = pipeline
 	if compare {
 		cfg.Verdict = discardVerdict{}
 	}
@@ -105,6 +109,9 @@ func benchReplay(b *testing.B, size int, compare bool) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	if s := r.stats.Snapshot().Targets[0]; pipeline > 1 && s.PipelineBatches > 0 {
+		b.ReportMetric(float64(s.PipelinedRequests)/float64(s.PipelineBatches), "req/batch")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := r.Drain(ctx); err != nil {
