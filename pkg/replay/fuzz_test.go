@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -112,4 +114,60 @@ func drainBody(body io.Reader, buf []byte) (int64, error) {
 			return n, err
 		}
 	}
+}
+
+// FuzzPipelinedResponses feeds arbitrary bytes to the replay client as the
+// shadow's answers to a batch of pipelined requests (pipeline.go): it never
+// panics or hangs, and every request of the batch ends in exactly one
+// outcome (answered, or failed — those sent again go to a port that
+// refuses, so they fail "connect"), none left in flight.
+func FuzzPipelinedResponses(f *testing.F) {
+	for _, s := range []string{
+		"\x00HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+		"\x02HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+		"\x00HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+		"\x01HTTP/1.0 200 OK\r\n\r\nbody until the end",
+		"\x03HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+		"\x00HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) == 0 {
+			return
+		}
+		// The first byte: bit i says whether request i of 4 is a HEAD.
+		heads, in := in[0], in[1:]
+		cfg := DefaultConfig()
+		cfg.Targets = []*url.URL{{Scheme: "http", Host: "127.0.0.1:1"}} // a retry is refused at once
+		cfg.Timeout = time.Second
+		cfg.MaxResponseHeaderBytes = 4096
+		cfg.Pipeline = 4
+		r, err := New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg := r.targets[0]
+		var jobs []job
+		for i := range 4 {
+			m := "GET"
+			if heads&(1<<i) != 0 {
+				m = "HEAD"
+			}
+			ex := mkEx(t, m+" /"+strconv.Itoa(i)+" HTTP/1.1\nHost: shadow", "", testClient)
+			ex.Retain()
+			jb := job{ex: ex, nth: 1}
+			tg.take(jb)
+			jobs = append(jobs, jb)
+		}
+		c := newConn(&r.cfg, tg)
+		c.attach(&fakeConn{in: bytes.NewReader(in)})
+		c.stop = func() bool { return true }
+		r.replayBatch(context.Background(), tg, c, jobs)
+		c.close()
+		s := r.Stats().Snapshot().Targets[0]
+		if got := s.ReplayedTotal() + s.Failed(); got != 4 || s.InFlight != 0 {
+			t.Fatalf("outcomes %d (replayed %d, failed %d), in flight %d; want 4 and 0", got, s.ReplayedTotal(), s.Failed(), s.InFlight)
+		}
+	})
 }
