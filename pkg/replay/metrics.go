@@ -46,7 +46,7 @@ func newStatsCollector(r *Replayer) *statsCollector {
 		dupFailed:    d("duplicates_failed_total", "Duplicates (--multiply copies beyond the first) sent or attempted without an answer, by reason.", "target", "reason"),
 
 		pipeBatches:   d("pipeline_batches_total", "Writes that carried several requests to the target at once (--pipeline).", "target"),
-		pipelined:     d("pipelined_total", "Requests sent to the target in writes that carried several (--pipeline), duplicates included.", "target"),
+		pipelined:     d("pipeline_requests_total", "Requests sent to the target in writes that carried several (--pipeline), duplicates included.", "target"),
 		pipeFallbacks: d("pipeline_fallbacks_total", "1 once the target ended a connection before answering a batch of pipelined requests (--pipeline): it is sent one request at a time since, and the unanswered requests were sent again one at a time (GET, HEAD, OPTIONS, TRACE, or with an idempotency key) or counted failed.", "target"),
 	}
 }

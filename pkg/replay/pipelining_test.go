@@ -374,3 +374,95 @@ func gatherCounter(t *testing.T, collectors []prometheus.Collector, name, target
 	t.Fatalf("%s{target=%q} not exported", name, target)
 	return 0
 }
+
+// TestPipelineStalls: a shadow that stops answering in the middle of a
+// batch. With time left, the stalled request fails "timeout" (its time
+// counted from the end of the previous answer), the ones behind it, never
+// answered, are sent again on a new connection, and pipelining stays on
+// (a slow shadow is not one that cannot pipeline). When Drain's deadline
+// passes first, every request still waiting for its answer fails "drain".
+// Either way each request ends in exactly one outcome.
+func TestPipelineStalls(t *testing.T) {
+	tests := []struct {
+		name       string
+		timeout    time.Duration
+		drain      time.Duration
+		want       map[string]string // path -> "" (answered) or the failure reason
+		wantConns2 bool              // a second connection was opened
+	}{
+		{
+			name: "timeout", timeout: 300 * time.Millisecond, drain: 10 * time.Second,
+			want:       map[string]string{"/a": "", "/b": "timeout", "/c": "", "/d": ""},
+			wantConns2: true,
+		},
+		{
+			name: "drain deadline", timeout: 10 * time.Second, drain: 300 * time.Millisecond,
+			want: map[string]string{"/a": "", "/b": "stopped", "/c": "stopped", "/d": "stopped"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// The first connection answers its first request, then reads
+			// on without answering until the client gives up on it.
+			rs := newRawShadow(t, nil, func(t *testing.T, n int, nc net.Conn, br *bufio.Reader) {
+				for i := 0; ; i++ {
+					req := readReq(t, br, true)
+					if req == nil {
+						return
+					}
+					if n == 0 && i > 0 {
+						continue
+					}
+					if _, err := io.WriteString(nc, echo(req, "")); err != nil {
+						return
+					}
+				}
+			})
+			cfg := testConfig(mustURL(t, rs.url()))
+			cfg.MaxInflight, cfg.Pipeline, cfg.Timeout = 1, 4, tc.timeout
+			fv := &fakeVerdict{}
+			cfg.Verdict = fv
+			reqs := exchanges(t, "GET /a", "GET /b", "GET /c", "GET /d")
+			r, err := New(cfg, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ex := range reqs {
+				r.Request(ex)
+				prodResp(ex, 200, 0)
+				r.Response(ex)
+			}
+			s := &started{Replayer: r, runErr: make(chan error, 1)}
+			go func() { s.runErr <- r.Run(context.Background()) }()
+			s.stop(t, tc.drain)
+			st := r.Stats().Snapshot()
+			if err := st.Check(); err != nil {
+				t.Error(err)
+			}
+			got := map[string]string{}
+			for _, x := range fv.exchanges() {
+				for _, a := range x.Answers {
+					if _, dup := got[x.Path]; dup {
+						t.Errorf("%s: answered twice", x.Path)
+					}
+					got[x.Path] = a.Error
+					if a.Response != nil && string(a.Response.Body) != x.Path {
+						t.Errorf("%s: answer body %q", x.Path, a.Response.Body)
+					}
+				}
+			}
+			for p, want := range tc.want {
+				if g, ok := got[p]; !ok || g != want {
+					t.Errorf("%s: outcome %q (present %v), want %q (\"\" = answered)", p, g, ok, want)
+				}
+			}
+			tg := st.Targets[0]
+			if tg.PipelineFallbacks != 0 || r.targets[0].noPipe.Load() {
+				t.Errorf("fallbacks %d: a stalled shadow turned pipelining off", tg.PipelineFallbacks)
+			}
+			if n := rs.conns.Load(); (n > 1) != tc.wantConns2 {
+				t.Errorf("%d connections", n)
+			}
+		})
+	}
+}
