@@ -39,6 +39,11 @@ const (
 	// connBufSize is the size of a connection's read and write buffers, as
 	// http.Transport's.
 	connBufSize = 4 << 10
+	// pipeReadBufSize is the read buffer's size with pipelining: one read
+	// takes in several answers of a batch (a batch of 8 small answers is
+	// about 5 KiB). Like connBufSize, it is also the slack of the head limit:
+	// bytes read ahead with the previous answer are not counted in it.
+	pipeReadBufSize = 16 << 10
 	// idleTimeout closes a connection left unused this long, as
 	// http.Transport's IdleConnTimeout did.
 	idleTimeout = 90 * time.Second
@@ -152,7 +157,11 @@ func newConn(cfg *Config, t *target) *conn {
 		c.maxHead = DefaultMaxResponseHeaderBytes
 	}
 	c.lr.n = math.MaxInt64
-	c.br = bufio.NewReaderSize(&c.lr, connBufSize)
+	size := connBufSize
+	if cfg.Pipeline > 1 {
+		size = pipeReadBufSize
+	}
+	c.br = bufio.NewReaderSize(&c.lr, size)
 	return c
 }
 
