@@ -104,6 +104,7 @@ func (r *Replayer) pipelineWorker(ctx context.Context, t *target, c *conn) {
 			continue
 		}
 		r.replayBatch(ctx, t, c, jobs)
+		clear(jobs) // no reference to released exchanges until the next batch
 	}
 }
 
@@ -152,6 +153,7 @@ func (r *Replayer) replayBatch(ctx context.Context, t *target, c *conn, jobs []j
 	if len(pend) == 0 {
 		return
 	}
+	defer clear(pend) // no reference to released exchanges until the next batch
 	// The connection, as roundTrip prepares it for a single request.
 	deadline := start.Add(c.timeout)
 	if c.nc != nil && start.Sub(c.idle) > idleTimeout {
