@@ -5,6 +5,8 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/shadowtap/shadowtap/pkg/replay"
 )
 
 // Per-item sizes of the memory budget (README "Memory budget").
@@ -33,6 +35,11 @@ func MemoryBudget(cfg Config) int64 {
 			targets++
 		}
 		b += cfg.BodyBudget + cfg.CompareBudget + targets*int64(cfg.MaxInflight)*cfg.MaxResponseHeaderBytes
+		if cfg.Pipeline > 1 {
+			// A pipelining worker's batch of request heads and its larger
+			// read buffer.
+			b += targets * int64(cfg.MaxInflight) * replay.PipelineWorkerBytes
+		}
 	}
 	return b
 }

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"testing"
+
+	"github.com/shadowtap/shadowtap/pkg/replay"
 )
 
 // TestMemoryBudget: the budget README "Memory budget" states for the
@@ -36,5 +38,12 @@ func TestMemoryBudget(t *testing.T) {
 				t.Errorf("budget %d MiB, want %d to %d MiB", got/mib, tc.min/mib, tc.max/mib)
 			}
 		})
+	}
+	// Pipelining adds each worker's batch and read buffer (README: 9 MiB
+	// per target at the default --max-inflight).
+	off, on := base(), base()
+	on.Pipeline = 8
+	if d := MemoryBudget(on) - MemoryBudget(off); d != int64(on.MaxInflight)*replay.PipelineWorkerBytes || d > 9*mib {
+		t.Errorf("--pipeline 8 adds %d bytes, want %d workers × %d, at most 9 MiB", d, on.MaxInflight, replay.PipelineWorkerBytes)
 	}
 }

@@ -50,6 +50,11 @@ import (
 // header lines).
 const pipelineBytesMax = syncBodyMax
 
+// PipelineWorkerBytes is what a pipelining worker holds beyond a single
+// request's worker, at most: a batch's request bytes (the heads a few
+// header lines longer than mirrored) and its larger read buffer.
+const PipelineWorkerBytes = 2*pipelineBytesMax + pipeReadBufSize
+
 // batchReq is one request of a batch being answered.
 type batchReq struct {
 	jb         job
