@@ -61,10 +61,12 @@ bench-bpf:
 
 # The lab benchmark: both shapes of issue 12 (1 request per connection,
 # keep-alive), parse-only and end to end with and without the comparison,
-# against the minimal shadow; then one reference run against net/http's server.
+# against the minimal shadow, one request at a time and pipelined; then one
+# reference run against net/http's server.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/...
 	$(GO) run ./scripts/benchlab
+	$(GO) run ./scripts/benchlab --shadowtap-args "--pipeline 16 --max-inflight 4"
 	$(GO) run ./scripts/benchlab --shadow nethttp --variants compare --rates 100k,200k,max
 
 demo: build
