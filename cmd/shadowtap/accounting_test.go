@@ -70,15 +70,28 @@ func checkIdentity(t *testing.T, m testenv.Metrics, sent float64, targets ...str
 // TestAccountingIdentity runs a mixed load through every outcome — replayed,
 // filtered by method and by path, sampled out, too large, failed (a second
 // target that is down) — and checks that the outcomes add up to the
-// requests parsed, for each target, and that sampling is consistent per key.
+// requests parsed, for each target, and that sampling is consistent per key;
+// one request at a time, and pipelined on fewer connections.
 func TestAccountingIdentity(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{
+		{"one at a time", nil},
+		{"pipelined", []string{"--pipeline", "8", "--max-inflight", "2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testAccountingIdentity(t, tc.flags) })
+	}
+}
+
+func testAccountingIdentity(t *testing.T, flags []string) {
 	lab := testenv.NewLab(t, testenv.Options{})
 	startServer(t, lab, lab.ProdNS, prodPort)
 	shadow := startServer(t, lab, lab.ShadowNS, shadowPort)
 	up, down := shadowTarget(lab, shadowPort), shadowTarget(lab, shadowPort+1) // nothing listens on the second
-	p := startRun(t, lab, newPinRoot(t), "--target", up, "--target", down,
+	p := startRun(t, lab, newPinRoot(t), append([]string{"--target", up, "--target", down,
 		"--exclude-path", "^/private/", "--max-body-bytes", "1024",
-		"--sample", "50", "--sample-key", "header:X-User")
+		"--sample", "50", "--sample-key", "header:X-User"}, flags...)...)
 
 	const users, pages = 20, 3
 	user := func(u int) http.Header { return http.Header{"X-User": {fmt.Sprintf("u%d", u)}} }
@@ -116,6 +129,8 @@ func TestAccountingIdentity(t *testing.T) {
 
 	m := waitEnded(p, float64(sent), up, down)
 	checkIdentity(t, m, float64(sent), up, down)
+	t.Logf("pipelined: %v requests in %v batches to the healthy target",
+		m.Get(t, "shadowtap_replay_pipeline_requests_total", "target", up), m.Get(t, "shadowtap_replay_pipeline_batches_total", "target", up))
 
 	// Every outcome happened, so the identity covered them all.
 	for _, reason := range []string{"method", "path", "sampled_out", "too_large"} {
