@@ -295,6 +295,24 @@ func (c *conn) writeDone() error {
 	return err
 }
 
+// ready makes the connection ready for a request started at start: it
+// closes one left idle beyond idleTimeout, discards one that received bytes
+// nobody asked for (checkIdle), and dials when none is left. reused: the
+// connection has carried an exchange before.
+func (c *conn) ready(ctx context.Context, start, deadline time.Time) (reused bool, err error) {
+	if c.nc != nil && start.Sub(c.idle) > idleTimeout {
+		c.close()
+	}
+	if c.nc != nil && c.used {
+		c.checkIdle(deadline)
+	}
+	reused = c.nc != nil && c.used
+	if c.nc == nil {
+		err = c.dial(ctx, deadline)
+	}
+	return reused, err
+}
+
 // roundTrip sends req and reads the final response head, all before
 // start+timeout. The caller reads the body to its end and then calls done,
 // or close on an error. On error the connection is already closed.
@@ -305,17 +323,9 @@ func (c *conn) writeDone() error {
 func (c *conn) roundTrip(ctx context.Context, req *request, start time.Time) (*http.Response, error) {
 	deadline := start.Add(c.timeout)
 	for attempt := 0; ; attempt++ {
-		if c.nc != nil && start.Sub(c.idle) > idleTimeout {
-			c.close()
-		}
-		if c.nc != nil && c.used {
-			c.checkIdle(deadline)
-		}
-		reused := c.nc != nil && c.used
-		if c.nc == nil {
-			if err := c.dial(ctx, deadline); err != nil {
-				return nil, err
-			}
+		reused, err := c.ready(ctx, start, deadline)
+		if err != nil {
+			return nil, err
 		}
 		c.nc.SetDeadline(deadline)
 		if err := ctx.Err(); err != nil {
@@ -327,7 +337,7 @@ func (c *conn) roundTrip(ctx context.Context, req *request, start time.Time) (*h
 		c.noReuse = false
 		c.lr.n = c.maxHead // the final head and the 1xx before it
 		werr := c.send(req)
-		_, err := c.br.Peek(1)
+		_, err = c.br.Peek(1)
 		if werr != nil {
 			// The shadow may have answered before it stopped reading (a
 			// 413 during the upload): report that answer if it came.

@@ -161,22 +161,14 @@ func (r *Replayer) replayBatch(ctx context.Context, t *target, c *conn, jobs []j
 	defer clear(pend) // no reference to released exchanges until the next batch
 	// The connection, as roundTrip prepares it for a single request.
 	deadline := start.Add(c.timeout)
-	if c.nc != nil && start.Sub(c.idle) > idleTimeout {
-		c.close()
-	}
-	if c.nc != nil && c.used {
-		c.checkIdle(deadline)
-	}
-	reused := c.nc != nil && c.used
-	if c.nc == nil {
-		if err := c.dial(ctx, deadline); err != nil {
-			// The first failed; the others try on their own, as each
-			// would have without pipelining.
-			r.fail(ctx, t, pend[0].jb, classifyErr(ctx, err), err)
-			t.end(pend[0].jb)
-			r.eachAlone(ctx, t, c, pend[1:])
-			return
-		}
+	reused, err := c.ready(ctx, start, deadline)
+	if err != nil {
+		// The dial failed for the first; the others try on their own, as
+		// each would have without pipelining.
+		r.fail(ctx, t, pend[0].jb, classifyErr(ctx, err), err)
+		t.end(pend[0].jb)
+		r.eachAlone(ctx, t, c, pend[1:])
+		return
 	}
 	c.nc.SetDeadline(deadline)
 	if err := ctx.Err(); err != nil {

@@ -25,6 +25,16 @@ import (
 // production's response), and drains it.
 func runQueued(t *testing.T, cfg Config, reqs []*httpx.Exchange) *started {
 	t.Helper()
+	s, err := drainQueued(t, cfg, reqs, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// drainQueued is runQueued with the drain's deadline, returning its error.
+func drainQueued(t *testing.T, cfg Config, reqs []*httpx.Exchange, drain time.Duration) (*started, error) {
+	t.Helper()
 	r, err := New(cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -37,10 +47,7 @@ func runQueued(t *testing.T, cfg Config, reqs []*httpx.Exchange) *started {
 	s := &started{Replayer: r, runErr: make(chan error, 1)}
 	go func() { s.runErr <- r.Run(context.Background()) }()
 	t.Cleanup(func() { s.stop(t, 5*time.Second) })
-	if err := s.stop(t, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return s, s.stop(t, drain)
 }
 
 // exchanges builds one exchange per "METHOD /path".
@@ -422,19 +429,8 @@ func TestPipelineStalls(t *testing.T) {
 			cfg.MaxInflight, cfg.Pipeline, cfg.Timeout = 1, 4, tc.timeout
 			fv := &fakeVerdict{}
 			cfg.Verdict = fv
-			reqs := exchanges(t, "GET /a", "GET /b", "GET /c", "GET /d")
-			r, err := New(cfg, testLogger(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, ex := range reqs {
-				r.Request(ex)
-				prodResp(ex, 200, 0)
-				r.Response(ex)
-			}
-			s := &started{Replayer: r, runErr: make(chan error, 1)}
-			go func() { s.runErr <- r.Run(context.Background()) }()
-			s.stop(t, tc.drain)
+			s, _ := drainQueued(t, cfg, exchanges(t, "GET /a", "GET /b", "GET /c", "GET /d"), tc.drain)
+			r := s.Replayer
 			st := r.Stats().Snapshot()
 			if err := st.Check(); err != nil {
 				t.Error(err)
