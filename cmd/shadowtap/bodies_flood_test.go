@@ -29,7 +29,14 @@ func bodiesFloodSize() bodiesFlood {
 	}
 	cfg.MaxConns, cfg.BodyBudget, cfg.CompareBudget, cfg.MaxInflight = 4096, 32<<20, 32<<20, 16
 	return bodiesFlood{
-		spec: flood.Spec{Duration: 4 * time.Second, BodyBytes: 16 << 20, Conns: 8, Rate: 100e3},
+		// 3 connections at 30 k frames/s: under make test's load (other
+		// packages' tests beside a race-built shadowtap) capture keeps up,
+		// and each connection's first body is whole after about 1.2 s, so
+		// the bodies refused for the budget (counted when their request
+		// ends) are counted within the 4 s. At 8 connections and 100 k
+		// frames/s, frames lost in the ring under that load left the
+		// connections' requests unfinished, and nothing counted.
+		spec: flood.Spec{Duration: 4 * time.Second, BodyBytes: 16 << 20, Conns: 3, Rate: 30e3},
 		flags: []string{
 			"--max-conns", "4096",
 			"--body-budget", fmt.Sprint(32 << 20),
@@ -95,10 +102,7 @@ func TestFloodBodies(t *testing.T) {
 	if rep.SteadyDuring < rep.SteadyBefore/2 {
 		t.Errorf("the steady connection was replayed %.1f/s during the flood, %.1f/s before: want at least half", rep.SteadyDuring, rep.SteadyBefore)
 	}
-	// The parser counts a body it refuses for the budget at once; replay
-	// counts the request filtered body_budget only when it completes, which
-	// a request whose connection later lost frames to the flood never does.
-	if m.Get(t, "shadowtap_http_requests_over_budget_total") == 0 {
+	if m.Get(t, "shadowtap_replay_filtered_total", "reason", "body_budget") == 0 {
 		t.Error("no body dropped for the body budget: the flood did not reach it")
 	}
 	if held := m.Get(t, "shadowtap_http_body_budget_held"); held > float64(size.cfg.BodyBudget) {
