@@ -4,7 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/textproto"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -188,12 +188,34 @@ func (r *Replayer) production(j *join, ex *httpx.Exchange) {
 	j.mu.Unlock()
 }
 
-// headerOf builds production's header from the parsed fields.
+// headerOf builds production's header from the parsed fields, with few
+// allocations: every value is a substring of one string, every name's first
+// value a one-element, full-capacity slice of one array (a repeated name
+// grows its own copy), and the common names are not allocated (canonicalName).
 func headerOf(fields []httpx.Field) http.Header {
+	size := 0
+	for i := range fields {
+		size += len(fields[i].Value)
+	}
+	var sb strings.Builder
+	sb.Grow(size)
+	for i := range fields {
+		sb.Write(fields[i].Value)
+	}
+	all := sb.String()
+	vals := make([]string, len(fields))
 	h := make(http.Header, len(fields))
-	for _, f := range fields {
-		k := textproto.CanonicalMIMEHeaderKey(string(f.Name))
-		h[k] = append(h[k], string(f.Value))
+	off := 0
+	for i := range fields {
+		v := all[off : off+len(fields[i].Value)]
+		off += len(fields[i].Value)
+		k := canonicalName(fields[i].Name)
+		if vs, ok := h[k]; ok {
+			h[k] = append(vs, v)
+			continue
+		}
+		vals[i] = v
+		h[k] = vals[i : i+1 : i+1]
 	}
 	return h
 }

@@ -467,3 +467,41 @@ func TestFailAnswer(t *testing.T) {
 		}
 	}
 }
+
+// Production's header as the comparison sees it: every field under its
+// canonical name, repeated names in order, values as parsed; and the
+// slices of one name never share room with another's (an append to one
+// must not change the next).
+func TestHeaderOf(t *testing.T) {
+	tests := []struct {
+		name   string
+		fields [][2]string
+		want   http.Header
+	}{
+		{"none", nil, http.Header{}},
+		{"known and unknown names, any case", [][2]string{{"content-type", "text/html"}, {"ETag", `"abc"`}, {"x-odd-NAME", "1"}, {"WWW-Authenticate", "Basic"}},
+			http.Header{"Content-Type": {"text/html"}, "Etag": {`"abc"`}, "X-Odd-Name": {"1"}, "Www-Authenticate": {"Basic"}}},
+		{"repeated, interleaved", [][2]string{{"Set-Cookie", "a=1"}, {"Vary", "Accept"}, {"set-cookie", "b=2"}, {"Vary", ""}, {"Set-Cookie", "c=3"}},
+			http.Header{"Set-Cookie": {"a=1", "b=2", "c=3"}, "Vary": {"Accept", ""}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var fields []httpx.Field
+			for _, f := range tc.fields {
+				fields = append(fields, httpx.Field{Name: []byte(f[0]), Value: []byte(f[1])})
+			}
+			h := headerOf(fields)
+			if fmt.Sprint(h) != fmt.Sprint(tc.want) {
+				t.Fatalf("headerOf = %v, want %v", h, tc.want)
+			}
+			for k := range h {
+				before := fmt.Sprint(h)
+				h2 := append(h[k], "appended")
+				_ = h2
+				if fmt.Sprint(h) != before {
+					t.Errorf("appending to %s's values changed another name's: %v", k, h)
+				}
+			}
+		})
+	}
+}

@@ -311,8 +311,9 @@ func connectionTokens(out []string, fields []httpx.Field) []string {
 	return out
 }
 
-// knownNames maps common header names, as sent in canonical or lower case,
-// to their canonical form, so that canonicalName need not allocate for them.
+// knownNames maps common header names, as listed (canonical, or as servers
+// spell them) or in lower case, to their canonical form, so that
+// canonicalName need not allocate for them.
 var knownNames = func() map[string]string {
 	names := [...]string{
 		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language",
@@ -327,6 +328,14 @@ var knownNames = func() map[string]string {
 		"Upgrade-Insecure-Requests", "User-Agent", "Via", "X-Correlation-Id",
 		"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Port",
 		"X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id", "X-Requested-With",
+		// Responses' (production's header, headerOf), in the case
+		// servers send them.
+		"Accept-Ranges", "Access-Control-Allow-Credentials", "Access-Control-Allow-Origin",
+		"Age", "Content-Disposition", "Content-Language", "Content-Range",
+		"Content-Security-Policy", "ETag", "Expires", "Last-Modified", "Link", "Location",
+		"Referrer-Policy", "Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security",
+		"Vary", "WWW-Authenticate", "X-Content-Type-Options", "X-Frame-Options", "X-Powered-By",
+		"X-XSS-Protection",
 	}
 	m := make(map[string]string, 2*len(names))
 	for _, n := range names {
