@@ -74,7 +74,7 @@ type request struct {
 // copy number (Config.Multiply), the marker header's value.
 func (rw *rewriter) build(dst []byte, targetHost, basePath string, ex *httpx.Exchange, nth int) (request, error) {
 	req := &ex.Req
-	if !isTokenBytes(req.Method) {
+	if !isToken(req.Method) {
 		return request{}, fmt.Errorf("%w: bad method", errInvalid)
 	}
 	authority, path, query := splitTarget(req.Target)
@@ -234,16 +234,6 @@ func appendField(b []byte, name string, value []byte) ([]byte, error) {
 	b = append(b, ": "...)
 	b = append(b, value...)
 	return append(b, "\r\n"...), nil
-}
-
-// isTokenBytes is isToken for a byte slice.
-func isTokenBytes(b []byte) bool {
-	for _, c := range b {
-		if !isTokenByte(c) {
-			return false
-		}
-	}
-	return len(b) > 0
 }
 
 // validValue reports whether v can be a field value: no control bytes but
