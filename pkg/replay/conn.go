@@ -427,9 +427,5 @@ func retryable(ctx context.Context, req *request, err error) bool {
 	if err != io.EOF && err != io.ErrUnexpectedEOF && !errors.As(err, &op) {
 		return false // not an I/O error: it would fail again
 	}
-	switch req.method {
-	case "GET", "HEAD", "OPTIONS", "TRACE":
-		return true
-	}
-	return req.idempotent
+	return resendable(req.method) || req.idempotent
 }

@@ -117,8 +117,9 @@ func (r *Replayer) pipelineWorker(ctx context.Context, t *target, c *conn) {
 func wireSize(jb job) int { return len(jb.ex.Req.Head) + len(jb.ex.Req.Body) }
 
 // resendable reports whether a request with method m may be sent again
-// when it was left unanswered, as retryable allows whatever its headers.
-func resendable(m []byte) bool {
+// when it was left unanswered, whatever its headers (retryable also allows
+// other methods with an idempotency key).
+func resendable[T string | []byte](m T) bool {
 	switch string(m) {
 	case "GET", "HEAD", "OPTIONS", "TRACE":
 		return true
