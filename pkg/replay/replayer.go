@@ -592,8 +592,9 @@ func (t *target) end(jb job) {
 }
 
 // replay sends one request to one target over the worker's connection and
-// counts its outcome. Every request body it hands out is closed before it
-// returns, so jb.ex may be released then.
+// counts its outcome. It reads jb.ex's buffers only until it returns (a
+// body written in the background has been written or abandoned by then:
+// see conn.close), so jb.ex may be released then.
 func (r *Replayer) replay(ctx context.Context, t *target, c *conn, jb job) {
 	r.hold(ctx, jb)
 	if ctx.Err() != nil {
